@@ -1,0 +1,1 @@
+//! Configuration: defaults, TOML or legacy JSON files, dotenv, environment, flags.

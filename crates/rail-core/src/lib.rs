@@ -1,0 +1,10 @@
+//! The shared library behind the four rail tools (`deploy`, `rollback`, `healthcheck`, `schemaver`).
+//!
+//! Everything that touches the outside world lives here, one module per concern, so the binaries stay
+//! thin: they parse a command line, build a plan with this crate, and render its outcome.
+
+pub mod cli;
+pub mod config;
+pub mod exit;
+pub mod output;
+pub mod secret;

@@ -1,0 +1,110 @@
+//! The `deploy` command line. Plain data; `lib.rs` resolves it into a plan.
+
+use clap::{Parser, Subcommand};
+use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
+
+/// Run a deploy as a locked, journaled, resumable pipeline that rolls back by itself on failure.
+///
+/// Steps: pre-checks, maintenance on, backup (+ verify), migrations, collectstatic, cache clear,
+/// restart services with the new app version, health-gated post-checks, maintenance off,
+/// schema version activation, notifications.
+#[derive(Debug, Parser)]
+#[command(name = "deploy", version, args_conflicts_with_subcommands = true)]
+#[command(after_help = "Examples:
+  deploy --environment staging --version v2
+  deploy --config deployment-production.json --dry-run
+  deploy --resume
+  deploy maintenance status
+  deploy history --format json")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Output format of the result on stdout
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub format: OutputFormat,
+
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Options of a deploy run.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct RunArgs {
+    /// App version to deploy (image tag, release name or git sha)
+    #[arg(long = "version", value_name = "APP_VERSION")]
+    pub app_version: Option<String>,
+
+    /// Skip the backup (refused in production unless --yes)
+    #[arg(long)]
+    pub no_backup: bool,
+
+    /// Migrate to this migration instead of the latest: APP:MIGRATION (manage.py migrate APP MIGRATION)
+    #[arg(long, value_name = "APP:MIGRATION")]
+    pub migrate_to: Option<String>,
+
+    /// Do not roll back automatically when a step fails
+    #[arg(long)]
+    pub no_rollback: bool,
+
+    /// Print the plan computed against the live system and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Finish (or undo) a deploy that died part-way
+    #[arg(long)]
+    pub resume: bool,
+
+    /// Wait this long for another deploy or rollback to finish instead of refusing at once (e.g. 30s)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+
+    /// Answer yes to confirmations (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the lock holder, the last run and any interrupted run
+    Status,
+    /// Show finished deploys and rollbacks from the audit log
+    History {
+        /// Show only the last N runs
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Drive maintenance mode by hand
+    Maintenance {
+        #[command(subcommand)]
+        action: MaintenanceAction,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum MaintenanceAction {
+    /// Put the app into maintenance (flag file and Redis key, both with an expiry)
+    On {
+        /// Why, shown in status and to monitoring
+        #[arg(long, default_value = "manual")]
+        reason: String,
+        /// How long before maintenance expires by itself (e.g. 30m)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        ttl: Option<std::time::Duration>,
+    },
+    /// Take the app out of maintenance
+    Off,
+    /// Show whether maintenance is on, since when, by which run, and whether it is stale
+    Status,
+}

@@ -1,0 +1,142 @@
+//! The `rollback` command line. Plain data; `lib.rs` resolves it into a plan.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
+
+/// List, verify, create and restore backup sets (database, static, media, GraphQL schema version, app version).
+#[derive(Debug, Parser)]
+#[command(name = "rollback", version)]
+#[command(after_help = "Examples:
+  rollback list --detailed --recent 7
+  rollback verify backup_20240115_143022 --level structure
+  rollback rollback backup_20240115_143022 --yes
+  rollback rollback --previous --confirm
+  rollback backup --name before-hotfix
+  rollback prune --dry-run")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    /// Output format of the result on stdout
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub format: OutputFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List backup sets, newest first (incomplete and legacy ones are marked)
+    List {
+        /// Show components, sizes, versions and checksums
+        #[arg(long)]
+        detailed: bool,
+        /// Only sets from the last DAYS days
+        #[arg(long, value_name = "DAYS")]
+        recent: Option<u32>,
+    },
+    /// Restore a backup set
+    Rollback(RollbackArgs),
+    /// Verify a backup set (the newest one when NAME is omitted)
+    Verify {
+        /// Backup set name
+        name: Option<String>,
+        /// How deep to verify
+        #[arg(long, value_enum, default_value_t)]
+        level: VerifyLevel,
+    },
+    /// Take a backup set now
+    Backup {
+        /// Name of the set (default: backup_YYYYMMDD_HHMMSS)
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Remove sets beyond the retention policy and incomplete leftovers
+    Prune {
+        /// Show what would be removed and remove nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Show finished deploys and rollbacks from the audit log
+    History {
+        /// Show only the last N runs
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+    },
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Options of `rollback rollback`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RollbackArgs {
+    /// Backup set to restore
+    #[arg(required_unless_present = "previous", conflicts_with = "previous")]
+    pub name: Option<String>,
+
+    /// Restore the newest verified set, or undo an interrupted run
+    #[arg(long)]
+    pub previous: bool,
+
+    /// Ask for confirmation on the terminal
+    #[arg(long)]
+    pub confirm: bool,
+
+    /// Answer yes to confirmations (needed without a terminal)
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Skip the safety checks: restore a set that fails verification or is older than max_rollback_age_days
+    #[arg(long)]
+    pub emergency: bool,
+
+    /// How to restore the database
+    #[arg(long, value_enum)]
+    pub strategy: Option<Strategy>,
+
+    /// Restore only these components
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "LIST")]
+    pub components: Vec<Component>,
+
+    /// Wait this long for another deploy or rollback to finish instead of refusing at once (e.g. 30s)
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub lock_wait: Option<std::time::Duration>,
+}
+
+/// Verification depth.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum VerifyLevel {
+    /// Re-hash every component against the manifest
+    #[default]
+    Checksums,
+    /// Checksums, plus pg_restore --list and reading every archive entry
+    Structure,
+    /// Structure, plus a restore into a scratch database that is dropped afterwards
+    RestoreTest,
+}
+
+/// Database restore strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Strategy {
+    /// Restore into a new database, then swap names (the old one is kept)
+    Swap,
+    /// Drop the backed-up objects and restore in one transaction (no CREATEDB needed)
+    InPlace,
+}
+
+/// A component of a backup set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Component {
+    Db,
+    Static,
+    Media,
+    Schema,
+    App,
+}

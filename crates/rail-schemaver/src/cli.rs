@@ -1,0 +1,160 @@
+//! The `schemaver` command line. Plain data; `lib.rs` resolves it into a plan.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
+
+/// Keep versions of the GraphQL schema and diff them, classifying every change as breaking,
+/// dangerous or safe.
+///
+/// Exit codes: 0 no failing change, 1 failing changes found (or the operation failed),
+/// 2 invalid or unreadable schema, usage or configuration error, 3 refused.
+#[derive(Debug, Parser)]
+#[command(name = "schemaver", version)]
+#[command(after_help = "Examples:
+  schemaver create --version 1.2.0 --description \"Added uploads\" --from-url http://127.0.0.1:8000/graphql/ --activate
+  schemaver compare old.graphql new.graphql --format markdown
+  schemaver compare --from 1.1.0 --to 1.2.0 --fail-on dangerous
+  schemaver check --schema schema.graphql --against active
+  schemaver list --active-only --format json")]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where a schema comes from: a file (SDL or introspection JSON; `-` is stdin) or a running endpoint.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct SchemaSource {
+    /// Schema file: SDL (.graphql) or introspection JSON (.json); `-` reads stdin
+    #[arg(long, value_name = "FILE", conflicts_with = "from_url")]
+    pub schema: Option<PathBuf>,
+
+    /// Introspect the schema of a running GraphQL endpoint
+    #[arg(long, value_name = "URL")]
+    pub from_url: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Store a new schema version
+    Create {
+        /// Semantic version, e.g. 1.2.0
+        #[arg(long = "version", value_name = "V")]
+        version: String,
+        /// What changed
+        #[arg(long, short = 'd')]
+        description: Option<String>,
+        #[command(flatten)]
+        source: SchemaSource,
+        /// Make it the active version
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make a stored version the active one
+    Activate {
+        #[arg(long = "version", value_name = "V")]
+        version: String,
+    },
+    /// List stored versions
+    List {
+        /// Only the active version
+        #[arg(long)]
+        active_only: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Show one version's details and SDL
+    Show {
+        #[arg(long = "version", value_name = "V")]
+        version: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Diff two versions (--from/--to) or two files, classifying each change
+    Compare {
+        /// Stored version to compare from
+        #[arg(long, value_name = "V1", requires = "to", conflicts_with_all = ["old", "new"])]
+        from: Option<String>,
+        /// Stored version to compare to
+        #[arg(long, value_name = "V2", requires = "from")]
+        to: Option<String>,
+        /// Old schema file (SDL or introspection JSON)
+        #[arg(requires = "new")]
+        old: Option<PathBuf>,
+        /// New schema file (SDL or introspection JSON)
+        new: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: DiffFormat,
+        /// Exit 1 when a change of this level (or worse) is found
+        #[arg(long, value_enum, default_value_t)]
+        fail_on: FailOn,
+    },
+    /// CI gate: compare a schema against the active (or a given) version; exit 1 on breaking changes
+    Check {
+        #[command(flatten)]
+        source: SchemaSource,
+        /// `active` or a stored version
+        #[arg(long, default_value = "active", value_name = "active|V")]
+        against: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: DiffFormat,
+        #[arg(long, value_enum, default_value_t)]
+        fail_on: FailOn,
+    },
+    /// Delete a version (the active one only with --force)
+    Delete {
+        #[arg(long = "version", value_name = "V")]
+        version: String,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Re-activate the previously active version
+    Rollback,
+    /// Show the activation history
+    History {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
+    /// Check that every stored version parses, validates and matches its checksum
+    Validate,
+    /// Re-capture the running schema; store a new patch version if it changed
+    Refresh {
+        /// Endpoint to introspect (default: the configured GraphQL URL)
+        #[arg(long, value_name = "URL")]
+        from_url: Option<String>,
+        /// Activate the new version
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Import versions from the old Django table rail_django_graphql_schema_versions
+    ImportLegacy,
+    /// Print shell completions
+    Completions {
+        #[arg(value_enum)]
+        shell: Shell,
+    },
+}
+
+/// Output format of a diff.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    #[default]
+    Text,
+    Json,
+    Markdown,
+}
+
+/// The lowest change level that makes `compare` and `check` exit 1.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum FailOn {
+    #[default]
+    Breaking,
+    Dangerous,
+}

@@ -1,0 +1,3 @@
+//! Project automation: `cargo xtask stack|test|demo|bench|ci`.
+
+fn main() {}
