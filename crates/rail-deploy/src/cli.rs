@@ -9,7 +9,14 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
 /// restart services with the new app version, health-gated post-checks, maintenance off,
 /// schema version activation, notifications.
 #[derive(Debug, Parser)]
-#[command(name = "deploy", version, args_conflicts_with_subcommands = true)]
+// `--version` takes the app version to deploy (as the older tool's users expect), so rail's own
+// version is printed by `-V` alone.
+#[command(
+    name = "deploy",
+    version,
+    disable_version_flag = true,
+    args_conflicts_with_subcommands = true
+)]
 #[command(after_help = "Examples:
   deploy --environment staging --version v2
   deploy --config deployment-production.json --dry-run
@@ -26,6 +33,10 @@ pub struct Cli {
     /// Output format of the result on stdout
     #[arg(long, global = true, value_enum, default_value_t)]
     pub format: OutputFormat,
+
+    /// Print rail's version
+    #[arg(short = 'V', action = clap::ArgAction::Version)]
+    pub print_version: (),
 
     #[command(flatten)]
     pub run: RunArgs,
@@ -107,4 +118,14 @@ pub enum MaintenanceAction {
     Off,
     /// Show whether maintenance is on, since when, by which run, and whether it is stale
     Status,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -95,3 +95,13 @@ fn parse_interval(raw: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(raw).map_err(|e| format!("`{raw}` is not a duration: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -158,3 +158,13 @@ pub enum FailOn {
     Breaking,
     Dangerous,
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
