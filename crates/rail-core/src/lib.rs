@@ -7,4 +7,5 @@ pub mod cli;
 pub mod config;
 pub mod exit;
 pub mod output;
+pub mod process;
 pub mod secret;
