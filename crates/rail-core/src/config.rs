@@ -1,1 +1,0 @@
-//! Configuration: defaults, TOML or legacy JSON files, dotenv, environment, flags.
