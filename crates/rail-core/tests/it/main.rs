@@ -1,0 +1,3 @@
+//! Integration tests of rail-core against real programs, files and PostgreSQL.
+
+mod process;
