@@ -1,3 +1,58 @@
-//! Project automation: `cargo xtask stack|test|demo|bench|ci`.
+//! Project automation, run as `cargo xtask <command>` from anywhere in the workspace.
+//!
+//! Commands: `stack up|down|status` (the local stack of native PostgreSQL, Redis and the demo app),
+//! `test` (the stack, then the whole workspace's tests) and `ci` (format and lint checks, then `test`).
+//! Each command lives in a module of its own; xtask changes to the workspace root first, so paths in
+//! the commands are relative to it.
 
-fn main() {}
+// xtask is a terminal tool: printing is its job.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod ci;
+mod envfile;
+mod stack;
+mod test;
+#[cfg(test)]
+mod tidy;
+mod util;
+
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  stack up       start PostgreSQL, Redis and the demo app under target/stack/ (idempotent)
+  stack down     stop everything the stack and the tests started there
+  stack status   say what runs
+  test [ARGS]    bring the stack up, then run the workspace's tests (ARGS go to nextest / cargo test)
+  ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("xtask: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
+    let root = util::project_root();
+    std::env::set_current_dir(&root).with_context(|| format!("changing to {}", root.display()))?;
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("stack") => stack::run(&root, rest),
+        Some("test") => test::run(&root, rest),
+        Some("ci") => ci::run(&root, rest),
+        Some("help" | "-h" | "--help") | None => {
+            println!("{USAGE}");
+            Ok(())
+        }
+        Some(other) => bail!("unknown command `{other}`\n\n{USAGE}"),
+    }
+}

@@ -1,0 +1,38 @@
+//! `cargo xtask ci`: what CI checks, in the order that fails fastest: formatting, lints (warnings are
+//! errors), then the tests as `cargo xtask test` runs them, without stopping at the first failure.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use crate::test::{self, cargo};
+use crate::util;
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    step("cargo fmt --all --check", || {
+        util::run(util::command(cargo()).args(["fmt", "--all", "--check"]).current_dir(root))
+    })?;
+    step("cargo clippy --workspace --all-targets -- -D warnings", || {
+        util::run(
+            util::command(cargo())
+                .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+                .current_dir(root),
+        )
+    })?;
+    let mut test_args = vec!["--no-fail-fast".to_owned()];
+    test_args.extend_from_slice(args);
+    step("cargo xtask test", || test::run(root, &test_args))
+}
+
+fn step(name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {
+    util::stdout_line(&format!("==> {name}"));
+    let started = Instant::now();
+    let result = body();
+    let verdict = if result.is_ok() { "ok" } else { "FAILED" };
+    util::stdout_line(&format!(
+        "==> {name}: {verdict} in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    result
+}

@@ -1,0 +1,295 @@
+//! `cargo xtask stack up|down|status`: the local stack as native processes under `target/stack/`.
+//!
+//! The stack is what `docker/docker-compose.yml` runs, without containers: a private PostgreSQL 15
+//! cluster, a private Redis 7 and the demo app under gunicorn, each on a free port of 127.0.0.1.
+//! `up` is idempotent: it starts only what does not run yet, keeps ports and secrets in
+//! `target/stack/env`, and returns once every service answers. `down` stops by PID what `up` (and the
+//! testkit's throwaway servers) started. Nothing here touches the machine's own PostgreSQL or Redis.
+
+mod app;
+mod postgres;
+mod redis;
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use fs_err as fs;
+
+use crate::envfile::{url_password, url_port, EnvFile};
+use crate::util;
+
+/// Where everything of the stack lives. Other tools (the testkit, `xtask demo`) rely on this layout.
+pub(crate) struct Layout {
+    pub(crate) stack: PathBuf,
+    pub(crate) env_file: PathBuf,
+    pub(crate) pg: PathBuf,
+    pub(crate) pg_data: PathBuf,
+    pub(crate) pg_socket: PathBuf,
+    pub(crate) pg_log: PathBuf,
+    pub(crate) pg_template: PathBuf,
+    pub(crate) redis: PathBuf,
+    pub(crate) app: PathBuf,
+    pub(crate) releases: PathBuf,
+    pub(crate) current: PathBuf,
+    pub(crate) shared_static: PathBuf,
+    pub(crate) shared_media: PathBuf,
+    pub(crate) app_env: PathBuf,
+    pub(crate) app_run: PathBuf,
+    pub(crate) gunicorn_pid: PathBuf,
+    pub(crate) app_log: PathBuf,
+    pub(crate) backups: PathBuf,
+    pub(crate) maintenance_flag: PathBuf,
+    pub(crate) release_cache: PathBuf,
+    pub(crate) scratch: PathBuf,
+    pub(crate) demo_app: PathBuf,
+}
+
+impl Layout {
+    pub(crate) fn new(root: &Path) -> Self {
+        let stack = root.join("target").join("stack");
+        let pg = stack.join("pg");
+        let app = stack.join("app");
+        Self {
+            env_file: stack.join("env"),
+            pg_data: pg.join("data"),
+            pg_socket: pg.join("socket"),
+            pg_log: pg.join("log"),
+            pg_template: stack.join("pg-template"),
+            pg,
+            redis: stack.join("redis"),
+            releases: app.join("releases"),
+            current: app.join("current"),
+            shared_static: app.join("shared").join("static"),
+            shared_media: app.join("shared").join("media"),
+            app_env: app.join("shared").join("app.env"),
+            app_run: app.join("run"),
+            gunicorn_pid: app.join("run").join("gunicorn.pid"),
+            app_log: app.join("log"),
+            app,
+            backups: stack.join("backups"),
+            maintenance_flag: stack.join("maintenance").join("flag.json"),
+            release_cache: stack.join("release-cache"),
+            scratch: stack.join("scratch"),
+            demo_app: root.join("docker").join("demo-app"),
+            stack,
+        }
+    }
+}
+
+const USAGE: &str = "usage: cargo xtask stack up|down|status";
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let layout = Layout::new(root);
+    match args.first().map(String::as_str) {
+        Some("up") => {
+            let env = up(&layout)?;
+            print!("{}", env.render());
+            Ok(())
+        }
+        Some("down") => down(&layout),
+        Some("status") => status(&layout),
+        Some(other) => bail!("unknown stack command `{other}`\n{USAGE}"),
+        None => bail!("{USAGE}"),
+    }
+}
+
+/// The programs the stack needs, found on this machine.
+pub(crate) struct Tools {
+    pub(crate) pg_bindir: PathBuf,
+    pub(crate) redis_server: PathBuf,
+    pub(crate) python3: PathBuf,
+}
+
+impl Tools {
+    /// Finds every program, or fails naming the Debian packages that bring the missing ones.
+    fn find() -> Result<Self> {
+        let mut missing = Vec::new();
+        let pg_bindir = postgres::find_bindir()
+            .map_err(|why| missing.push(("postgresql-15 postgresql-client-15", why)));
+        let redis_server = redis::find_server().map_err(|why| missing.push(("redis-server", why)));
+        let python3 = app::find_python().map_err(|why| missing.push(("python3 python3-venv", why)));
+        if missing.is_empty() {
+            return Ok(Self {
+                pg_bindir: pg_bindir.expect("checked"),
+                redis_server: redis_server.expect("checked"),
+                python3: python3.expect("checked"),
+            });
+        }
+        let mut message = String::from("the stack needs programs this machine lacks:\n");
+        let mut packages = Vec::new();
+        for (package, why) in &missing {
+            let _ = writeln!(message, "  - {why}");
+            packages.push(*package);
+        }
+        let _ = write!(message, "install them with: apt-get install -y {}", packages.join(" "));
+        bail!(message)
+    }
+}
+
+/// Ports and secrets of the stack: chosen once, kept in the env file, reused while still free.
+struct Settings {
+    pg_port: u16,
+    pg_password: String,
+    redis_port: u16,
+    app_port: u16,
+    secret_key: String,
+}
+
+impl Settings {
+    fn choose(layout: &Layout, previous: &EnvFile) -> Result<Self> {
+        let mut taken = Vec::new();
+        let pg_port = pick_port(
+            postgres::running_port(layout),
+            previous.get("PGPORT").and_then(|p| p.parse().ok()),
+            &mut taken,
+        )?;
+        let redis_port = pick_port(
+            redis::running_port(layout),
+            previous.get("REDIS_URL").and_then(url_port),
+            &mut taken,
+        )?;
+        let app_port = pick_port(
+            app::running_port(layout),
+            previous.get("APP_URL").and_then(url_port),
+            &mut taken,
+        )?;
+        let pg_password = match previous.get("DATABASE_URL").and_then(url_password) {
+            Some(password) => password.to_owned(),
+            None => util::random_hex(16)?,
+        };
+        let secret_key = match previous.get("SECRET_KEY") {
+            Some(key) if !key.is_empty() => key.to_owned(),
+            _ => util::random_hex(32)?,
+        };
+        Ok(Self { pg_port, pg_password, redis_port, app_port, secret_key })
+    }
+}
+
+/// The port of the running service, else the remembered one if still free, else a fresh free one.
+fn pick_port(running: Option<u16>, remembered: Option<u16>, taken: &mut Vec<u16>) -> Result<u16> {
+    let port = match (running, remembered) {
+        (Some(port), _) => port,
+        (None, Some(port)) if !taken.contains(&port) && util::port_free(port) => port,
+        _ => loop {
+            let port = util::free_port()?;
+            if !taken.contains(&port) {
+                break port;
+            }
+        },
+    };
+    taken.push(port);
+    Ok(port)
+}
+
+/// Everything a tool or test needs to find the stack, in the order it is written.
+fn stack_env(layout: &Layout, tools: &Tools, settings: &Settings) -> EnvFile {
+    let path = |p: &Path| p.display().to_string();
+    let app_url = format!("http://127.0.0.1:{}", settings.app_port);
+    let venv = app::venv_dir(layout).map(|v| path(&v)).unwrap_or_default();
+    let mut env = EnvFile::default();
+    env.set("RAIL_STACK_DIR", path(&layout.stack));
+    env.set(
+        "DATABASE_URL",
+        format!(
+            "postgresql://rail:{}@127.0.0.1:{}/rail_demo",
+            settings.pg_password, settings.pg_port
+        ),
+    );
+    env.set("PGHOST", path(&layout.pg_socket));
+    env.set("PGPORT", settings.pg_port.to_string());
+    env.set("PGUSER", "rail");
+    env.set("PGDATABASE", "rail_demo");
+    env.set("PG_BINDIR", path(&tools.pg_bindir));
+    env.set("PG_DATA", path(&layout.pg_data));
+    env.set("RAIL_TEMPLATE_DB", app::TEMPLATE_DB);
+    env.set("RAIL_PG_TEMPLATE_DIR", path(&layout.pg_template));
+    env.set("REDIS_URL", format!("redis://127.0.0.1:{}/0", settings.redis_port));
+    env.set("REDIS_SERVER", path(&tools.redis_server));
+    env.set("APP_URL", app_url.clone());
+    env.set("HEALTH_URL", format!("{app_url}/health/"));
+    env.set("GRAPHQL_URL", format!("{app_url}/graphql/"));
+    env.set("RAIL_APP_ROOT", path(&layout.app));
+    env.set("RAIL_APP_ENV", path(&layout.app_env));
+    env.set("RAIL_APP_BIND", format!("127.0.0.1:{}", settings.app_port));
+    env.set("RAIL_GUNICORN_PID", path(&layout.gunicorn_pid));
+    env.set("RAIL_APP_LOG_DIR", path(&layout.app_log));
+    env.set("RAIL_PYTHON", format!("{venv}/bin/python"));
+    env.set("RAIL_GUNICORN", format!("{venv}/bin/gunicorn"));
+    env.set("STATIC_ROOT", path(&layout.shared_static));
+    env.set("MEDIA_ROOT", path(&layout.shared_media));
+    env.set("RAIL_MAINTENANCE_FILE", path(&layout.maintenance_flag));
+    env.set("RAIL_MAINTENANCE_KEY", "rail:maintenance");
+    env.set("RAIL_BACKUP_DIR", path(&layout.backups));
+    env.set("RAIL_RELEASE_CACHE", path(&layout.release_cache));
+    env.set("RAIL_SCRATCH_DIR", path(&layout.scratch));
+    env.set("DEMO_APP_DIR", path(&layout.demo_app));
+    env.set("DEMO_VENV", venv);
+    env.set("SECRET_KEY", settings.secret_key.clone());
+    env
+}
+
+/// Brings the whole stack up and returns its env file.
+pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
+    let tools = Tools::find()?;
+    for dir in [&layout.stack, &layout.backups, &layout.scratch, &layout.release_cache] {
+        fs::create_dir_all(dir)?;
+    }
+    fs::create_dir_all(layout.maintenance_flag.parent().expect("flag has a parent"))?;
+    let previous = EnvFile::load(&layout.env_file)?.unwrap_or_default();
+    let settings = Settings::choose(layout, &previous)?;
+    let env = stack_env(layout, &tools, &settings);
+    // Saved before anything starts, so ports and passwords survive a failed `up`.
+    env.save(&layout.env_file)?;
+
+    postgres::up(layout, &tools, settings.pg_port, &settings.pg_password)?;
+    redis::up(layout, &tools, settings.redis_port)?;
+    app::up(layout, &tools, &env)?;
+    Ok(env)
+}
+
+/// Stops, by PID, everything `up` and the testkit started under `target/stack/`.
+fn down(layout: &Layout) -> Result<()> {
+    let mut stopped = app::down(layout);
+    stopped += redis::down(layout);
+    stopped += postgres::down(layout);
+    stopped += stop_scratch(layout)?;
+    util::stdout_line(&format!("stack down: stopped {stopped} process(es)"));
+    Ok(())
+}
+
+/// Stops throwaway servers and test apps that the testkit left under `target/stack/scratch/`
+/// (a test process killed by a timeout never runs its destructors).
+fn stop_scratch(layout: &Layout) -> Result<usize> {
+    let Ok(entries) = fs::read_dir(&layout.scratch) else {
+        return Ok(0);
+    };
+    let mut stopped = 0;
+    for entry in entries {
+        let dir = entry?.path();
+        stopped += usize::from(postgres::stop_data_dir(&dir.join("data")));
+        stopped += usize::from(redis::stop_pid_file(&dir.join("redis.pid")));
+        stopped += usize::from(app::stop_pid_file(&dir.join("run").join("gunicorn.pid")));
+        fs::remove_dir_all(&dir)?;
+    }
+    Ok(stopped)
+}
+
+fn status(layout: &Layout) -> Result<()> {
+    let Some(env) = EnvFile::load(&layout.env_file)? else {
+        util::stdout_line("stack: not set up (run `cargo xtask stack up`)");
+        return Ok(());
+    };
+    util::stdout_line(&format!("stack dir: {}", layout.stack.display()));
+    util::stdout_line(&postgres::status(layout, &env));
+    util::stdout_line(&redis::status(layout, &env));
+    util::stdout_line(&app::status(layout, &env));
+    let leftovers = fs::read_dir(&layout.scratch).map_or(0, Iterator::count);
+    if leftovers > 0 {
+        util::stdout_line(&format!(
+            "scratch: {leftovers} test instance dir(s) under {} (removed by `stack down`)",
+            layout.scratch.display()
+        ));
+    }
+    Ok(())
+}
