@@ -5,7 +5,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod exit;
+pub mod journal;
 pub mod output;
 pub mod process;
+pub mod redis;
 pub mod secret;

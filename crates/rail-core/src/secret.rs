@@ -53,7 +53,8 @@ impl<'de> serde::Deserialize<'de> for Secret {
 
 /// Replace the password of a URL (`scheme://user:password@host`) with [`REDACTED`].
 ///
-/// Strings that are not URLs are returned unchanged.
+/// Strings that do not parse as URLs are still redacted when they look like `scheme://user:pw@…`,
+/// since a malformed URL is exactly what ends up in an error message.
 pub fn redact_url(raw: &str) -> String {
     match url::Url::parse(raw) {
         Ok(mut parsed) if parsed.password().is_some() => {
@@ -61,8 +62,18 @@ pub fn redact_url(raw: &str) -> String {
             let _ = parsed.set_password(Some(REDACTED));
             parsed.to_string()
         }
-        _ => raw.to_owned(),
+        Ok(_) => raw.to_owned(),
+        Err(_) => redact_userinfo(raw),
     }
+}
+
+fn redact_userinfo(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else { return raw.to_owned() };
+    let rest = &raw[scheme_end + 3..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else { return raw.to_owned() };
+    let Some(colon) = rest[..at].find(':') else { return raw.to_owned() };
+    format!("{}{}{REDACTED}{}", &raw[..scheme_end + 3], &rest[..=colon], &rest[at..])
 }
 
 /// Replace every occurrence of each secret in `text` with [`REDACTED`].
@@ -98,6 +109,8 @@ mod tests {
         );
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
         assert_eq!(redact_url("not a url"), "not a url");
+        assert_eq!(redact_url("postgresql://u:pw@host:notaport/db"), "postgresql://u:***@host:notaport/db");
+        assert_eq!(redact_url("redis://:pw@[bad/0"), "redis://:***@[bad/0");
     }
 
     #[test]
