@@ -1,3 +1,4 @@
 //! Integration tests of rail-core against real programs, files and PostgreSQL.
 
+mod journal;
 mod process;
