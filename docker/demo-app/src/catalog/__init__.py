@@ -1,0 +1,1 @@
+"""Catalog app: the models the GraphQL schema is generated from."""

@@ -1,0 +1,1 @@
+"""The demo Django project that rail deploys, rolls back and health-checks."""
