@@ -3,6 +3,7 @@
 //! Everything that touches the outside world lives here, one module per concern, so the binaries stay
 //! thin: they parse a command line, build a plan with this crate, and render its outcome.
 
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod db;
