@@ -4,6 +4,7 @@
 //! thin: they parse a command line, build a plan with this crate, and render its outcome.
 
 pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -12,4 +13,6 @@ pub mod journal;
 pub mod output;
 pub mod process;
 pub mod redis;
+pub mod restore;
 pub mod secret;
+pub mod store;
