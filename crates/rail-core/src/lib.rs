@@ -15,5 +15,6 @@ pub mod output;
 pub mod process;
 pub mod redis;
 pub mod restore;
+pub mod schema_store;
 pub mod secret;
 pub mod store;

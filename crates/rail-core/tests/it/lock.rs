@@ -3,7 +3,6 @@
 //! Each test locks its own made-up database name: the lock lives in the `postgres` maintenance database,
 //! so the named database need not exist, and tests never contend with each other.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use rail_core::db::DbTarget;
@@ -13,20 +12,9 @@ use rail_core::process::Cmd;
 use rail_core::secret::Secret;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-/// The stack's `DATABASE_URL`, from the env file `cargo xtask stack up` writes.
+/// The stack's `DATABASE_URL` (`cargo xtask stack up`).
 fn stack_database_url() -> Secret {
-    let dir = std::env::var_os("RAIL_STACK_DIR").map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/stack"),
-        PathBuf::from,
-    );
-    let path = dir.join("env");
-    let text = fs_err::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{e}: run `cargo xtask stack up` first"));
-    let url = text
-        .lines()
-        .find_map(|line| line.strip_prefix("DATABASE_URL="))
-        .unwrap_or_else(|| panic!("{} has no DATABASE_URL", path.display()));
-    Secret::new(url.trim().trim_matches('"'))
+    Secret::new(rail_testkit::Stack::get().database_url())
 }
 
 /// A target database name of the stack's server that no other test uses.
