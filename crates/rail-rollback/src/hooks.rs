@@ -1,5 +1,5 @@
 //! The steps of a rollback that belong to other parts of rail: service control (`rail_core::service`),
-//! notifications (`rail_core::notify`), schema activation (`rail_core::schema_store`) and health checks.
+//! notifications (`rail_core::notify`), the schema store and health checks.
 //!
 //! Each is one small function so the rollback pipeline reads the same whatever backs it. Where the part
 //! is not part of this build yet, the function says so in the log and does nothing; the health check
@@ -65,21 +65,19 @@ pub(crate) async fn current_app_version(cfg: &Config) -> Option<String> {
     None
 }
 
-/// Make `version` the active schema version.
+/// Make the set's schema version the active one in the schema store.
 pub(crate) async fn activate_schema(cfg: &Config, version: &str, sdl: &str) -> anyhow::Result<()> {
-    tracing::warn!(
-        version,
-        sdl_bytes = sdl.len(),
-        store = ?cfg.schema.store,
-        "the schema store is not available in this build: the schema version was not activated"
-    );
+    let snapshot =
+        rail_core::backup::SchemaSnapshot { version: version.to_owned(), sdl: sdl.to_owned() };
+    if rail_core::restore::activate_schema(cfg, &snapshot).await? {
+        tracing::info!(version, "schema version activated");
+    }
     Ok(())
 }
 
 /// The active schema version and its SDL, to save in a backup set.
 pub(crate) async fn active_schema(cfg: &Config) -> Option<rail_core::backup::SchemaSnapshot> {
-    tracing::debug!(store = ?cfg.schema.store, "the schema store is not available in this build: no schema saved");
-    None
+    rail_core::backup::active_schema(cfg).await
 }
 
 /// Check the app after the rollback: the restored database answers a query.

@@ -277,6 +277,36 @@ impl BackupEntry {
     }
 }
 
+/// Where the configured schema store is (`schema.store`, `schema.directory`, the database URL).
+pub fn schema_location(cfg: &Config) -> Option<crate::schema_store::StoreLocation> {
+    use crate::config::SchemaStoreKind;
+    use crate::schema_store::StoreLocation;
+    match cfg.schema.store {
+        SchemaStoreKind::Dir => Some(StoreLocation::Dir(cfg.schema.directory.clone())),
+        SchemaStoreKind::Postgres => cfg.database_url().map(|url| StoreLocation::Postgres { url }),
+    }
+}
+
+/// The active schema version and its SDL in the configured schema store, to save in a set. A store
+/// that cannot be read is logged and gives none: the schema is not worth failing a backup for.
+pub async fn active_schema(cfg: &Config) -> Option<SchemaSnapshot> {
+    let location = schema_location(cfg)?;
+    if let crate::schema_store::StoreLocation::Dir(dir) = &location {
+        if !dir.is_dir() {
+            return None;
+        }
+    }
+    let active =
+        async { crate::schema_store::SchemaStore::open(&location).await?.active().await }.await;
+    match active {
+        Ok(active) => active.map(|v| SchemaSnapshot { version: v.info.version, sdl: v.sdl }),
+        Err(error) => {
+            tracing::warn!(error = %error_chain(&error), store = %location, "cannot read the active schema version; the set has none");
+            None
+        }
+    }
+}
+
 /// The store of `cfg`.
 pub fn store(cfg: &Config) -> LocalDirStore {
     LocalDirStore::new(&cfg.backup.directory)

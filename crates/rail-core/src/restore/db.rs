@@ -483,7 +483,9 @@ async fn in_place(
     // psql's own error says most: a failed statement, a lock timeout.
     replayed.map_err(failed("psql"))?;
     restored?;
-    copy_result.map_err(|source| RestoreError::Task { source })?.map_err(|source| io(source, "psql"))?;
+    copy_result
+        .map_err(|source| RestoreError::Task { source })?
+        .map_err(|source| io(source, "psql"))?;
     opts.progress.end(task, "restored in place");
     Ok(())
 }

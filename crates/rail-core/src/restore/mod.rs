@@ -95,6 +95,12 @@ pub enum RestoreError {
         #[source]
         source: Box<RestoreError>,
     },
+    #[error("cannot make schema version {version} the active one")]
+    Schema {
+        version: String,
+        #[source]
+        source: crate::schema_store::SchemaStoreError,
+    },
     #[error("cannot write the journal")]
     Journal {
         #[source]
@@ -455,6 +461,39 @@ fn step_end(
         journal.step_end(step, outcome, data).map_err(|source| RestoreError::Journal { source })?;
     }
     Ok(())
+}
+
+/// Make `schema` the active version of the configured schema store, creating it from the saved SDL if
+/// the store no longer has it. Returns whether the active version changed.
+pub async fn activate_schema(
+    cfg: &Config,
+    schema: &backup::SchemaSnapshot,
+) -> Result<bool, RestoreError> {
+    use crate::schema_store::{
+        parse_version, ActivationReason, NewVersion, SchemaStore, SchemaStoreError,
+    };
+    let store_error = |source| RestoreError::Schema { version: schema.version.clone(), source };
+    let Some(location) = backup::schema_location(cfg) else { return Ok(false) };
+    let version = parse_version(&schema.version).map_err(store_error)?;
+    let store = SchemaStore::open(&location).await.map_err(store_error)?;
+    let by = crate::journal::current_user();
+    match store.activate(&version, ActivationReason::Restore, &by).await {
+        Ok(changed) => Ok(changed.is_some()),
+        Err(SchemaStoreError::NotFound { .. }) => {
+            let new = NewVersion {
+                version,
+                description: "restored from a backup set".into(),
+                sdl: schema.sdl.clone(),
+                created_by: by,
+                created_at: None,
+                metadata: serde_json::json!({ "restored": true }),
+                activate: Some(ActivationReason::Restore),
+            };
+            store.create(new).await.map_err(store_error)?;
+            Ok(true)
+        }
+        Err(source) => Err(store_error(source)),
+    }
 }
 
 /// Drop what a successful restore kept: the replaced database and directories.

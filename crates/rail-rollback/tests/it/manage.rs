@@ -52,7 +52,7 @@ fn list_shows_sets_newest_first_with_details() {
 
 #[test]
 fn prune_keeps_the_newest_verified_set() {
-    let env = Env::with(&crate::support::Settings { backup: "keep_last = 1" });
+    let env = Env::with(&crate::support::Settings { backup: "keep_last = 1", sections: "" });
     for name in ["a", "b", "c"] {
         env.backup(name);
         std::thread::sleep(std::time::Duration::from_millis(1100));

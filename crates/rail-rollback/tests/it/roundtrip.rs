@@ -65,7 +65,7 @@ fn in_place_restore_is_exact_and_takes_a_safety_copy() {
 
 #[test]
 fn directory_format_round_trip() {
-    let env = Env::with(&Settings { backup: "format = \"directory\"\njobs = 2" });
+    let env = Env::with(&Settings { backup: "format = \"directory\"\njobs = 2", sections: "" });
     round_trip(&env, &[]);
     assert!(env.set_dir("b1").join("database").is_dir());
 }
@@ -80,4 +80,54 @@ fn only_the_chosen_components_are_restored() {
     env.rollback(&["rollback", "b1", "--yes", "--components", "db"]).assert_success();
     assert_eq!(env.db_state().tables, db_before.tables);
     assert_eq!(env.files_state(), files_mutated, "files must stay as they were");
+}
+
+#[test]
+fn the_schema_version_comes_back_even_when_deleted_since() {
+    use rail_core::schema_store::{
+        parse_version, ActivationReason, NewVersion, SchemaStore, StoreLocation,
+    };
+    let env = Env::with(&Settings {
+        backup: "",
+        sections: "[schema]\nstore = \"dir\"\ndirectory = \"{root}/schema\"\n",
+    });
+    let location = StoreLocation::Dir(env.dir.join("schema"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let create = |version: &str, sdl: &str| {
+        runtime.block_on(async {
+            let store = SchemaStore::open(&location).await.unwrap();
+            let new = NewVersion {
+                version: parse_version(version).unwrap(),
+                description: String::new(),
+                sdl: sdl.to_owned(),
+                created_by: "test".into(),
+                created_at: None,
+                metadata: serde_json::json!({}),
+                activate: Some(ActivationReason::Activate),
+            };
+            store.create(new).await.unwrap();
+        });
+    };
+    let active = || {
+        runtime
+            .block_on(async { SchemaStore::open(&location).await.unwrap().active().await.unwrap() })
+    };
+    create("1.0.0", "type Query { a: Int }");
+    env.backup("b1");
+    let manifest = env.rollback(&["list", "--format", "json"]).json()[0]["manifest"].clone();
+    assert_eq!(manifest["schema_version"], "1.0.0");
+    assert_eq!(
+        fs_err::read_to_string(env.set_dir("b1").join("schema.graphql")).unwrap(),
+        "type Query { a: Int }"
+    );
+
+    create("1.1.0", "type Query { a: Int b: Int }");
+    runtime.block_on(async {
+        let store = SchemaStore::open(&location).await.unwrap();
+        store.delete(&parse_version("1.0.0").unwrap(), false).await.unwrap();
+    });
+    env.rollback(&["rollback", "b1", "--yes"]).assert_success();
+    let now = active().expect("a version is active");
+    assert_eq!(now.info.version, "1.0.0");
+    assert_eq!(now.sdl, "type Query { a: Int }");
 }

@@ -16,14 +16,17 @@ pub(crate) struct Env {
     pub(crate) config: PathBuf,
 }
 
-/// Extra lines for the `[backup]` section of the configuration file.
+/// Extra lines for the configuration file.
 pub(crate) struct Settings {
+    /// Inside `[backup]`.
     pub(crate) backup: &'static str,
+    /// Sections after the others; `{root}` is the test's directory.
+    pub(crate) sections: &'static str,
 }
 
 impl Env {
     pub(crate) fn new() -> Env {
-        Self::with(&Settings { backup: "" })
+        Self::with(&Settings { backup: "", sections: "" })
     }
 
     pub(crate) fn with(settings: &Settings) -> Env {
@@ -50,11 +53,14 @@ directory = "{root}/backups"
 
 [rollback.safety_checks]
 require_confirmation = true
+
+{sections}
 "#,
                 url = db.url(),
                 bindir = stack.pg_bin("pg_dump").parent().unwrap().display(),
                 root = dir.path().display(),
                 backup = settings.backup,
+                sections = settings.sections.replace("{root}", &dir.path().display().to_string()),
             ),
         )
         .unwrap();
