@@ -8,6 +8,7 @@
 // xtask is a terminal tool: printing is its job.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod ci;
 mod envfile;
 mod stack;
@@ -28,7 +29,8 @@ commands:
   stack down     stop everything the stack and the tests started there
   stack status   say what runs
   test [ARGS]    bring the stack up, then run the workspace's tests (ARGS go to nextest / cargo test)
-  ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`";
+  ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`
+  bench NAME     benchmarks against the tools rail replaces (`bench help` lists them)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,6 +51,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("stack") => stack::run(&root, rest),
         Some("test") => test::run(&root, rest),
         Some("ci") => ci::run(&root, rest),
+        Some("bench") => bench::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

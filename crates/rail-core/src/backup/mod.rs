@@ -32,7 +32,7 @@ pub use manifest::{
 };
 pub use pg::{PgTools, TableCount};
 pub use prune::{prune, PruneItem, PruneKind, PrunePlan};
-pub use verify::{verify, verify_set, Check, VerifyReport};
+pub use verify::{verify, verify_components, verify_set, Check, VerifyReport};
 
 use crate::archive::{self, create_private_file, ArchiveError, HashingWriter};
 use crate::config::{Config, DumpFormat};
