@@ -499,7 +499,12 @@ fn print_outcome(
     if let Some(db) = &outcome.database {
         let kept =
             db.kept.as_deref().map_or_else(String::new, |k| format!(", previous kept as {k}"));
-        lines.push(format!("  database  {}{kept}", db.live));
+        let ended = if db.sessions_ended > 0 {
+            format!(", {} sessions ended", db.sessions_ended)
+        } else {
+            String::new()
+        };
+        lines.push(format!("  database  {}{kept}{ended}", db.live));
     }
     for dir in &outcome.dirs {
         let kept = dir

@@ -218,20 +218,22 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             if baseline {
                 let m = baseline_backup(&stack, &paths)?;
                 say(&format!(
-                    "round {}: baseline backup {:.1} s, {}",
+                    "round {}: baseline backup {:.1} s, {} (load {})",
                     round + 1,
                     m.secs,
-                    mb(m.bytes)
+                    mb(m.bytes),
+                    load()
                 ));
                 base_backup.push(m);
             } else {
                 let m = rail_backup_round(&paths)?;
                 say(&format!(
-                    "round {}: rollback backup {:.1} s, {}, peak RSS {}",
+                    "round {}: rollback backup {:.1} s, {}, peak RSS {} (load {})",
                     round + 1,
                     m.secs,
                     mb(m.bytes),
-                    mib(m.rss_kib)
+                    mib(m.rss_kib),
+                    load()
                 ));
                 rail_backup.push(m);
             }
@@ -239,15 +241,21 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         for baseline in order {
             if baseline {
                 let m = baseline_restore(&stack, &paths)?;
-                say(&format!("round {}: baseline pg_restore {:.1} s", round + 1, m.secs));
+                say(&format!(
+                    "round {}: baseline pg_restore {:.1} s (load {})",
+                    round + 1,
+                    m.secs,
+                    load()
+                ));
                 base_restore.push(m);
             } else {
                 let m = rail_restore_round(&stack, &paths)?;
                 say(&format!(
-                    "round {}: rollback rollback {:.1} s, peak RSS {}",
+                    "round {}: rollback rollback {:.1} s, peak RSS {} (load {})",
                     round + 1,
                     m.secs,
-                    mib(m.rss_kib)
+                    mib(m.rss_kib),
+                    load()
                 ));
                 rail_restore.push(m);
             }
@@ -339,6 +347,14 @@ fn dir_size(dir: &Path) -> u64 {
 
 fn say(line: &str) {
     util::stdout_line(&format!("bench: {line}"));
+}
+
+/// The one-minute load average: the bench shares the machine, and a loaded one blurs the ratios.
+fn load() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 fn mb(bytes: u64) -> String {
