@@ -112,6 +112,9 @@ pub(super) fn up(layout: &Layout, tools: &Tools, port: u16, password: &str) -> R
         }
         util::stdout_line(&format!("postgres: running (pid {pid}, 127.0.0.1:{port})"));
     } else {
+        // A postmaster killed moments ago may linger as a zombie until init reaps it, and PostgreSQL
+        // takes a pid file naming a zombie for a running server: the file is stale, remove it.
+        let _ = fs::remove_file(layout.pg_data.join("postmaster.pid"));
         write_conf(layout, port)?;
         let log = layout.pg_log.join("postgres.log");
         let started = util::run_captured(
