@@ -436,7 +436,7 @@ fn backoff(attempt: u32) -> Duration {
 }
 
 /// `error: its source: its source…`, the way anyhow's `{:#}` shows a chain.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

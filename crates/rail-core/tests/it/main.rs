@@ -1,5 +1,6 @@
 //! Integration tests of rail-core against real programs, files and PostgreSQL.
 
 mod journal;
+mod maintenance;
 mod notify;
 mod process;
