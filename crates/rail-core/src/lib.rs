@@ -14,3 +14,4 @@ pub mod output;
 pub mod process;
 pub mod redis;
 pub mod secret;
+pub mod service;

@@ -4,3 +4,4 @@ mod journal;
 mod maintenance;
 mod notify;
 mod process;
+mod service;
