@@ -62,6 +62,19 @@ impl KubernetesController {
         }
     }
 
+    /// The deployments of an action; an action on none at all is a configuration error.
+    fn deployments_of<'a>(&'a self, services: &'a [String]) -> Result<&'a [String], ServiceError> {
+        let targets = self.targets(services);
+        if targets.is_empty() {
+            Err(ServiceError::NotConfigured {
+                backend: BACKEND,
+                key: "services.kubernetes.deployments",
+            })
+        } else {
+            Ok(targets)
+        }
+    }
+
     fn base(&self) -> Cmd {
         let mut cmd = Cmd::new(&self.program);
         if !self.context.is_empty() {
@@ -167,7 +180,7 @@ impl KubernetesController {
     /// Kubernetes' own rollback of each deployment to its previous ReplicaSet, then the wait for it.
     pub async fn rollout_undo(&self, services: &[String]) -> Result<(), ServiceError> {
         let started = Instant::now();
-        for deployment in self.targets(services) {
+        for deployment in self.deployments_of(services)? {
             Self::run(&self.rollout_undo_command(deployment), Action::Restart).await?;
         }
         self.wait_ready(services, self.start_timeout.saturating_sub(started.elapsed())).await
@@ -212,7 +225,7 @@ impl ServiceController for KubernetesController {
     }
 
     async fn stop(&self, services: &[String]) -> Result<(), ServiceError> {
-        for deployment in self.targets(services) {
+        for deployment in self.deployments_of(services)? {
             let current = self.get(deployment, Action::Stop).await?;
             let replicas = current["spec"]["replicas"].as_u64().unwrap_or(1);
             if replicas > 0 {
@@ -225,7 +238,7 @@ impl ServiceController for KubernetesController {
 
     async fn start(&self, services: &[String], version: Option<&str>) -> Result<(), ServiceError> {
         let started = Instant::now();
-        for deployment in self.targets(services) {
+        for deployment in self.deployments_of(services)? {
             if let Some(version) = version {
                 Self::run(&self.set_image_command(deployment, version)?, Action::Start).await?;
             }
@@ -244,7 +257,7 @@ impl ServiceController for KubernetesController {
         version: Option<&str>,
     ) -> Result<(), ServiceError> {
         let started = Instant::now();
-        for deployment in self.targets(services) {
+        for deployment in self.deployments_of(services)? {
             let cmd = match version {
                 Some(version) => self.set_image_command(deployment, version)?,
                 None => self.rollout_restart_command(deployment),

@@ -77,6 +77,8 @@ pub enum ServiceError {
     UnknownRelease { version: String, path: PathBuf },
     #[error("`{key}` uses {{version}}, but no app version was given and none is current")]
     NeedsVersion { key: &'static str },
+    #[error("no release to start: {link} does not exist and no app version was given")]
+    NoCurrentRelease { link: PathBuf },
     #[error("cannot {action} the app ({backend} backend)")]
     Command {
         backend: &'static str,

@@ -30,7 +30,7 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 const READY_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The `releases` backend.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ReleasesController {
     root: PathBuf,
     start: Vec<String>,
@@ -42,6 +42,19 @@ pub struct ReleasesController {
     env: BTreeMap<String, String>,
     start_timeout: Duration,
     stop_timeout: Duration,
+}
+
+impl std::fmt::Debug for ReleasesController {
+    // By hand: `env` may hold secrets.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReleasesController")
+            .field("root", &self.root)
+            .field("start", &self.start)
+            .field("stop", &self.stop)
+            .field("pid_file", &self.pid_file)
+            .field("ready_url", &self.ready_url)
+            .finish_non_exhaustive()
+    }
 }
 
 fn absolute(path: &Path) -> PathBuf {
@@ -315,7 +328,7 @@ impl ReleasesController {
         }
         let current = self
             .current()?
-            .ok_or(ServiceError::NeedsVersion { key: "services.releases.root/current" })?;
+            .ok_or_else(|| ServiceError::NoCurrentRelease { link: self.current_link() })?;
         let started = Instant::now();
         if let Some(pid) = self.running_pid()? {
             if !self.owned(pid) {
@@ -377,7 +390,8 @@ impl ReleasesController {
         if self.ready_url.is_empty() {
             return None;
         }
-        reqwest::Client::builder().timeout(READY_REQUEST_TIMEOUT).build().ok()
+        // The app is local: a proxy from the environment must not stand in between.
+        reqwest::Client::builder().timeout(READY_REQUEST_TIMEOUT).no_proxy().build().ok()
     }
 
     /// `None` when ready; otherwise what the ready URL said.
@@ -460,6 +474,13 @@ impl ServiceController for ReleasesController {
         let current = self.current()?;
         let detail = current.as_ref().map(|c| format!("current -> releases/{c}"));
         let status = match self.read_pid()?.filter(|pid| alive(*pid)) {
+            Some(pid) if !self.owned(pid) => ServiceStatus {
+                name: "app".into(),
+                state: ServiceState::Unknown,
+                pid: None,
+                version: current,
+                detail: Some(self.not_ours(pid).to_string()),
+            },
             Some(pid) => {
                 let ready = self.ready_check(self.ready_client().as_ref()).await;
                 ServiceStatus {

@@ -66,6 +66,16 @@ impl SystemdController {
         }
     }
 
+    /// The units of an action; an action on no unit at all is a configuration error.
+    fn units_of<'a>(&'a self, services: &'a [String]) -> Result<&'a [String], ServiceError> {
+        let units = self.targets(services);
+        if units.is_empty() {
+            Err(ServiceError::NotConfigured { backend: BACKEND, key: "services.systemd.units" })
+        } else {
+            Ok(units)
+        }
+    }
+
     /// `systemctl [--user] <verb> UNIT…`.
     pub fn command(&self, verb: &str, services: &[String]) -> Cmd {
         let timeout = if verb == "stop" { self.stop_timeout } else { self.start_timeout };
@@ -173,12 +183,14 @@ impl ServiceController for SystemdController {
     }
 
     async fn stop(&self, services: &[String]) -> Result<(), ServiceError> {
+        self.units_of(services)?;
         Self::run(&self.command("stop", services), Action::Stop).await
     }
 
     async fn start(&self, services: &[String], version: Option<&str>) -> Result<(), ServiceError> {
         let started = Instant::now();
         self.write_version(version)?;
+        self.units_of(services)?;
         Self::run(&self.command("start", services), Action::Start).await?;
         self.wait_ready(services, self.start_timeout.saturating_sub(started.elapsed())).await
     }
@@ -190,6 +202,7 @@ impl ServiceController for SystemdController {
     ) -> Result<(), ServiceError> {
         let started = Instant::now();
         self.write_version(version)?;
+        self.units_of(services)?;
         Self::run(&self.command("restart", services), Action::Restart).await?;
         self.wait_ready(services, self.start_timeout.saturating_sub(started.elapsed())).await
     }

@@ -406,3 +406,29 @@ fn releases_start_command_has_placeholders_and_a_hidden_environment() {
     fs_err::write(root.join("app.env"), "NOT A VALID LINE\n").unwrap();
     assert!(matches!(releases.start_command("v2"), Err(ServiceError::EnvFile { .. })));
 }
+
+#[tokio::test]
+async fn actions_on_no_unit_or_deployment_are_configuration_errors() {
+    let systemd = controller(&base_config(ServiceBackend::Systemd)).unwrap();
+    let err = systemd.restart(&[], Some("v2")).await.unwrap_err();
+    assert!(
+        matches!(err, ServiceError::NotConfigured { key: "services.systemd.units", .. }),
+        "{err}"
+    );
+    let kube = controller(&base_config(ServiceBackend::Kubernetes)).unwrap();
+    let err = kube.stop(&[]).await.unwrap_err();
+    assert!(
+        matches!(err, ServiceError::NotConfigured { key: "services.kubernetes.deployments", .. }),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn releases_without_a_current_release_need_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(dir.path().join("releases/v1")).unwrap();
+    let releases = releases_in(dir.path());
+    let err = releases.start(&[], None).await.unwrap_err();
+    assert!(matches!(err, ServiceError::NoCurrentRelease { .. }), "{err}");
+    assert!(!format!("{releases:?}").contains("EXTRA"));
+}

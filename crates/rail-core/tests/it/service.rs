@@ -217,3 +217,55 @@ fn only_the_app_named_by_the_pid_file_is_signalled() {
         assert!(!dir.join("app.pid").exists());
     });
 }
+
+/// Whether `program` is on PATH.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+#[test]
+fn kubectl_failures_are_reported_with_what_kubectl_said() {
+    // A context that exists nowhere: kubectl refuses before talking to any cluster.
+    let mut config = Config::default();
+    config.services.backend = ServiceBackend::Kubernetes;
+    config.services.stop_timeout = HumanDuration::from_secs(30);
+    config.services.kubernetes.context = "rail-test-no-such-context".into();
+    config.services.kubernetes.deployments = strings(&["rail-test-missing"]);
+    let services = controller(&config).unwrap();
+    let err = block_on(services.stop(&[])).unwrap_err();
+    assert!(matches!(err, ServiceError::Command { .. }), "{err:?}");
+    assert_eq!(err.to_string(), "cannot stop the app (kubernetes backend)");
+    let cause = std::error::Error::source(&err).unwrap().to_string();
+    if on_path("kubectl") {
+        assert!(cause.contains("rail-test-no-such-context"), "{cause}");
+    } else {
+        assert!(cause.contains("could not start `kubectl`"), "{cause}");
+    }
+}
+
+#[test]
+fn systemctl_status_works_or_says_why_not() {
+    // Read-only: the state of a unit that exists nowhere.
+    let mut config = Config::default();
+    config.services.backend = ServiceBackend::Systemd;
+    config.services.systemd.units = strings(&["rail-test-missing.service"]);
+    let services = controller(&config).unwrap();
+    match block_on(services.status()) {
+        // With systemd running: the unit is simply not active.
+        Ok(status) => {
+            assert_eq!(status.len(), 1);
+            assert_eq!(status[0].name, "rail-test-missing.service");
+            assert_eq!(status[0].state, ServiceState::Stopped, "{status:?}");
+        }
+        // Without systemd (a container) or without systemctl: an error carrying the reason.
+        Err(err) => {
+            assert!(matches!(err, ServiceError::Command { .. }), "{err:?}");
+            let cause = std::error::Error::source(&err).unwrap().to_string();
+            assert!(cause.contains("systemctl"), "{cause}");
+            if on_path("systemctl") {
+                assert!(cause.contains("exited with code"), "{cause}");
+            }
+        }
+    }
+}
