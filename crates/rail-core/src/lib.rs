@@ -8,6 +8,7 @@ pub mod config;
 pub mod db;
 pub mod exit;
 pub mod journal;
+pub mod lock;
 pub mod maintenance;
 pub mod notify;
 pub mod output;
