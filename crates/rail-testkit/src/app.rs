@@ -291,6 +291,7 @@ impl TestApp {
         format!("{}/health/", self.url())
     }
 
+    /// The port gunicorn listens on, on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -310,6 +311,7 @@ impl TestApp {
         self.root.join("maintenance/flag.json")
     }
 
+    /// `run/gunicorn.pid`, written by gunicorn (and by whatever restarts it).
     pub fn pid_file(&self) -> PathBuf {
         self.root.join("run/gunicorn.pid")
     }

@@ -64,11 +64,13 @@ pub fn run(cmd: &Cmd) -> Output {
 }
 
 impl Cmd {
+    /// Adds an argument.
     pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Self {
         self.args.push(arg.as_ref().to_owned());
         self
     }
 
+    /// Adds arguments.
     pub fn args<I, S>(&mut self, args: I) -> &mut Self
     where
         I: IntoIterator<Item = S>,
@@ -78,11 +80,13 @@ impl Cmd {
         self
     }
 
+    /// Sets an environment variable (on top of the cleared environment).
     pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Self {
         self.envs.push((key.as_ref().to_owned(), value.as_ref().to_owned()));
         self
     }
 
+    /// Sets environment variables, e.g. a [`TestApp::env_vars`](crate::TestApp::env_vars).
     pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Self
     where
         I: IntoIterator<Item = (K, V)>,
@@ -95,6 +99,7 @@ impl Cmd {
         self
     }
 
+    /// The working directory (default: the test's).
     pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Self {
         self.dir = Some(dir.as_ref().to_owned());
         self
@@ -176,6 +181,7 @@ pub struct Running {
 }
 
 impl Running {
+    /// The program's PID (also its process group id).
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -232,13 +238,16 @@ pub struct Output {
     pub code: Option<i32>,
     /// The signal that ended the program, if one did.
     pub signal: Option<i32>,
+    /// Everything the program printed on stdout (lossy UTF-8).
     pub stdout: String,
+    /// Everything the program printed on stderr (lossy UTF-8).
     pub stderr: String,
     /// Whether the program was killed at its timeout.
     pub timed_out: bool,
 }
 
 impl Output {
+    /// Whether the program exited 0.
     pub fn success(&self) -> bool {
         self.code == Some(0)
     }

@@ -69,6 +69,7 @@ impl TestDb {
         &self.url
     }
 
+    /// The database's name, `t_<unix seconds>_<12 hex>`.
     pub fn name(&self) -> &str {
         &self.name
     }

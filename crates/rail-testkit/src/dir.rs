@@ -13,10 +13,12 @@ pub struct TestDir {
 }
 
 impl TestDir {
+    /// Creates the directory.
     pub fn new() -> TestDir {
         TestDir { dir: tempfile::tempdir().expect("creating a temp dir") }
     }
 
+    /// The directory's path.
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

@@ -9,8 +9,11 @@ use std::time::Duration;
 /// A response: status, headers (names lowercased) and body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpResponse {
+    /// The status code.
     pub status: u16,
+    /// Every header, name lowercased, in the order received.
     pub headers: Vec<(String, String)>,
+    /// The body as (lossy UTF-8) text.
     pub body: String,
 }
 

@@ -26,7 +26,9 @@
 //! let db = TestDb::new();
 //! let redis = TestRedis::new();
 //! let out = cmd(bin("healthcheck"))
-//!     .args(["--database-url", db.url(), "--redis-url", redis.url()])
+//!     .args(["--check", "database", "--check", "redis"])
+//!     .env("DATABASE_URL", db.url())
+//!     .env("REDIS_URL", redis.url())
 //!     .run();
 //! out.assert_success();
 //! assert!(!out.stdout.contains(db.password()));

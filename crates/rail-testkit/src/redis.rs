@@ -17,6 +17,7 @@ pub enum Reply {
     Status(String),
     /// `-ERR …`
     Error(String),
+    /// `:42`
     Integer(i64),
     /// A bulk string; `None` is Redis's nil.
     Bulk(Option<Vec<u8>>),
@@ -35,6 +36,7 @@ impl Reply {
         }
     }
 
+    /// The reply as a number: an integer reply, or text that parses as one.
     pub fn as_int(&self) -> Option<i64> {
         match self {
             Reply::Integer(i) => Some(*i),
@@ -153,6 +155,7 @@ pub struct TestRedis {
 const TEST_DATABASES: i64 = 1023;
 
 impl TestRedis {
+    /// Takes the next database index and flushes it.
     pub fn new() -> TestRedis {
         let stack = Stack::get();
         let base = stack.redis_url();

@@ -124,10 +124,12 @@ impl ThrowawayPostgres {
         format!("postgresql://postgres:{}@127.0.0.1:{}/{name}", self.password, self.port)
     }
 
+    /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The `postgres` superuser's password (inside [`url`](Self::url)).
     pub fn password(&self) -> &str {
         &self.password
     }
@@ -207,6 +209,7 @@ pub struct ThrowawayRedis {
 }
 
 impl ThrowawayRedis {
+    /// Starts a server with default settings.
     pub fn start() -> ThrowawayRedis {
         Self::start_with(&[])
     }
@@ -285,6 +288,7 @@ impl ThrowawayRedis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -295,6 +299,7 @@ impl ThrowawayRedis {
             .unwrap_or_else(|err| panic!("redis {args:?} on a throwaway Redis: {err}"))
     }
 
+    /// The server's PID while it runs.
     pub fn pid(&self) -> Option<i32> {
         proc::read_pid(&self.pid_file()).filter(|pid| proc::pid_runs(*pid, "redis-server"))
     }

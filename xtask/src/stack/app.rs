@@ -93,10 +93,20 @@ fn ensure_release(
 ) -> Result<PathBuf> {
     let cached = layout.release_cache.join(version);
     let stamp = layout.release_cache.join(format!("{version}.fingerprint"));
-    if cached.is_dir() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == fingerprint) {
+    let fresh =
+        || cached.is_dir() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == fingerprint);
+    if fresh() {
         return Ok(cached);
     }
     fs::create_dir_all(&layout.release_cache)?;
+    // The testkit builds into the same cache under the same lock (rail_testkit::built_release).
+    let lock = fs::File::create(layout.release_cache.join(format!(".{version}.lock")))?;
+    let _guard = nix::fcntl::Flock::lock(lock.into_parts().0, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, err)| err)
+        .context("locking the release cache")?;
+    if fresh() {
+        return Ok(cached);
+    }
     let staging = layout.release_cache.join(format!(".build-{version}-{}", util::random_hex(4)?));
     util::run_captured(
         util::command(python)
@@ -260,6 +270,25 @@ pub(super) fn up(layout: &Layout, tools: &Tools, stack: &EnvFile) -> Result<()> 
     let first = ensure_release(layout, &python, FIRST_RELEASE, &fingerprint)?;
     ensure_template(layout, tools, stack, &python, &first, &fingerprint)?;
     let port: u16 = stack.get("PGPORT").and_then(|p| p.parse().ok()).context("PGPORT missing")?;
+    // The stack's app and database were set up from an older demo app: start over from the new v1,
+    // or the stack would serve code and a schema that no longer exist.
+    let stamp = layout.app.join(".demo-fingerprint");
+    let set_up_from = fs::read_to_string(&stamp).unwrap_or_default();
+    if layout.releases.exists() && set_up_from.trim() != fingerprint {
+        util::stdout_line(
+            "app: the demo app changed; resetting the stack's releases and rail_demo",
+        );
+        down(layout);
+        fs::remove_dir_all(&layout.releases)?;
+        let _ = fs::remove_file(&layout.current);
+        postgres::psql(
+            layout,
+            tools,
+            port,
+            "postgres",
+            "DROP DATABASE IF EXISTS rail_demo WITH (FORCE)",
+        )?;
+    }
     let exists = postgres::psql(
         layout,
         tools,
@@ -300,6 +329,7 @@ pub(super) fn up(layout: &Layout, tools: &Tools, stack: &EnvFile) -> Result<()> 
         std::os::unix::fs::symlink(Path::new("releases").join(FIRST_RELEASE), &layout.current)
             .with_context(|| format!("linking {}", layout.current.display()))?;
     }
+    fs::write(&stamp, &fingerprint)?;
     let env = app_env(stack);
     env.save(&layout.app_env)?;
 

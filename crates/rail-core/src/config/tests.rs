@@ -486,3 +486,22 @@ fn every_shipped_config_parses() {
     }
     assert!(seen >= 5, "expected local, staging, production and the two seed examples, saw {seen}");
 }
+
+#[test]
+fn service_ready_url_and_systemd_version_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = load_file(&write(dir.path(), "empty.toml", ""), &[]).unwrap().config;
+    assert_eq!(defaults.services.releases.ready_url, "");
+    assert_eq!(defaults.services.systemd.version_variable, "APP_VERSION");
+    let path = write(
+        dir.path(),
+        "services.toml",
+        "[services.releases]\nready_url = \"http://127.0.0.1:8000/health/\"\n\
+         [services.systemd]\nversion_variable = \"SHOP_VERSION\"\n",
+    );
+    let c = load_file(&path, &[]).unwrap().config;
+    assert_eq!(c.services.releases.ready_url, "http://127.0.0.1:8000/health/");
+    assert_eq!(c.services.systemd.version_variable, "SHOP_VERSION");
+    // The other keys of the sections keep their defaults.
+    assert_eq!(c.services.systemd.program, Path::new("systemctl"));
+}
