@@ -6,11 +6,17 @@
 //! system through rail-core.
 
 mod actions;
+mod backups;
+mod checks;
 mod cli;
 pub mod django;
 pub mod engine;
+mod maint;
+mod notes;
 mod plan;
 mod progress;
+mod schema;
+mod services;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};

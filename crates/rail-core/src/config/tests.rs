@@ -452,6 +452,7 @@ fn every_shipped_config_parses() {
         ("DATABASE_URL", "postgresql://rail:pw@127.0.0.1:5432/rail_demo"),
         ("REDIS_URL", "redis://127.0.0.1:6379/0"),
         ("APP_URL", "http://127.0.0.1:8000"),
+        ("HEALTH_URL", "http://127.0.0.1:8000/health/"),
         ("RAIL_APP_BIND", "127.0.0.1:8000"),
         ("RAIL_APP_ENV", "/stack/app/shared/app.env"),
         ("RAIL_GUNICORN_PID", "/stack/app/run/gunicorn.pid"),
