@@ -14,5 +14,6 @@ pub mod notify;
 pub mod output;
 pub mod process;
 pub mod redis;
+pub mod schema_store;
 pub mod secret;
 pub mod service;
