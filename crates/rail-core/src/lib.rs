@@ -9,6 +9,7 @@ pub mod db;
 pub mod exit;
 pub mod health;
 pub mod journal;
+pub mod lock;
 pub mod output;
 pub mod process;
 pub mod redis;

@@ -451,7 +451,10 @@ pub struct Running {
 
 impl fmt::Debug for Running {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Running").field("command", &self.display).field("pid", &self.pid()).finish_non_exhaustive()
+        f.debug_struct("Running")
+            .field("command", &self.display)
+            .field("pid", &self.pid())
+            .finish_non_exhaustive()
     }
 }
 
@@ -494,8 +497,10 @@ impl Running {
         let status =
             status.map_err(|source| ProcessError::Io { command: self.display.clone(), source })?;
 
+        // One deadline for both pipes: a background process typically holds both open.
+        let deadline = tokio::time::Instant::now() + DRAIN;
         for task in [stdout_reader, self.stderr_task.take()].into_iter().flatten() {
-            drain(task).await;
+            drain(task, deadline).await;
         }
         let stderr = {
             let raw = self.stderr_buf.lock().expect("stderr buffer lock");
@@ -522,10 +527,11 @@ impl Running {
     }
 }
 
-/// Wait for a pipe reader to reach EOF, but not for a background process that holds the pipe open.
-async fn drain(task: JoinHandle<()>) {
+/// Wait for a pipe reader to reach EOF, but not past `deadline`: a background process the program left
+/// behind may hold the pipe open for as long as it runs.
+async fn drain(task: JoinHandle<()>, deadline: tokio::time::Instant) {
     let abort = task.abort_handle();
-    if tokio::time::timeout(DRAIN, task).await.is_err() {
+    if tokio::time::timeout_at(deadline, task).await.is_err() {
         tracing::debug!(
             "a background process still holds the program's output open; not waiting for it"
         );

@@ -1,6 +1,8 @@
 //! The `deploy` tool: a locked, journaled deploy pipeline that rolls back by itself on failure.
 
 mod cli;
+pub mod django;
+pub mod engine;
 
 use std::process::ExitCode;
 

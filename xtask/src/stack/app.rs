@@ -260,6 +260,25 @@ pub(super) fn up(layout: &Layout, tools: &Tools, stack: &EnvFile) -> Result<()> 
     let first = ensure_release(layout, &python, FIRST_RELEASE, &fingerprint)?;
     ensure_template(layout, tools, stack, &python, &first, &fingerprint)?;
     let port: u16 = stack.get("PGPORT").and_then(|p| p.parse().ok()).context("PGPORT missing")?;
+    // The stack's app and database were set up from an older demo app: start over from the new v1,
+    // or the stack would serve code and a schema that no longer exist.
+    let stamp = layout.app.join(".demo-fingerprint");
+    let set_up_from = fs::read_to_string(&stamp).unwrap_or_default();
+    if layout.releases.exists() && set_up_from.trim() != fingerprint {
+        util::stdout_line(
+            "app: the demo app changed; resetting the stack's releases and rail_demo",
+        );
+        down(layout);
+        fs::remove_dir_all(&layout.releases)?;
+        let _ = fs::remove_file(&layout.current);
+        postgres::psql(
+            layout,
+            tools,
+            port,
+            "postgres",
+            "DROP DATABASE IF EXISTS rail_demo WITH (FORCE)",
+        )?;
+    }
     let exists = postgres::psql(
         layout,
         tools,
@@ -300,6 +319,7 @@ pub(super) fn up(layout: &Layout, tools: &Tools, stack: &EnvFile) -> Result<()> 
         std::os::unix::fs::symlink(Path::new("releases").join(FIRST_RELEASE), &layout.current)
             .with_context(|| format!("linking {}", layout.current.display()))?;
     }
+    fs::write(&stamp, &fingerprint)?;
     let env = app_env(stack);
     env.save(&layout.app_env)?;
 

@@ -112,6 +112,9 @@ pub(super) fn up(layout: &Layout, tools: &Tools, port: u16, password: &str) -> R
         }
         util::stdout_line(&format!("postgres: running (pid {pid}, 127.0.0.1:{port})"));
     } else {
+        // A postmaster killed moments ago may linger as a zombie until init reaps it, and PostgreSQL
+        // takes a pid file naming a zombie for a running server: the file is stale, remove it.
+        let _ = fs::remove_file(layout.pg_data.join("postmaster.pid"));
         write_conf(layout, port)?;
         let log = layout.pg_log.join("postgres.log");
         let started = util::run_captured(
@@ -141,6 +144,39 @@ pub(super) fn up(layout: &Layout, tools: &Tools, port: u16, password: &str) -> R
              ALTER ROLE rail WITH LOGIN SUPERUSER PASSWORD '{password}';"
         ),
     )?;
+    prune_test_databases(layout, tools, port)?;
+    Ok(())
+}
+
+/// Drops test databases (`t_<unix seconds>_<id>`, see rail_testkit::TestDb) older than a day: a
+/// test process killed by a timeout never drops its own.
+fn prune_test_databases(layout: &Layout, tools: &Tools, port: u16) -> Result<()> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    let names = psql(
+        layout,
+        tools,
+        port,
+        "postgres",
+        "SELECT datname FROM pg_database WHERE datname ~ '^t_[0-9]+_[0-9a-f]+$'",
+    )?;
+    for name in names.lines() {
+        let created: u64 = name.split('_').nth(1).and_then(|s| s.parse().ok()).unwrap_or(now);
+        if now.saturating_sub(created) > 24 * 3600 {
+            psql(
+                layout,
+                tools,
+                port,
+                "postgres",
+                &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+            )?;
+            util::stdout_line(&format!(
+                "postgres: dropped {name}, left behind by a test a day ago"
+            ));
+        }
+    }
     Ok(())
 }
 

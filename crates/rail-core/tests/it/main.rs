@@ -1,4 +1,5 @@
 //! Integration tests of rail-core against real programs, files and PostgreSQL.
 
 mod journal;
+mod lock;
 mod process;

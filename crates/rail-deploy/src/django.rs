@@ -1,0 +1,157 @@
+//! The Django side of a deploy: the management commands' argument vectors, their environment, and
+//! reading `showmigrations --plan`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use rail_core::config::Config;
+use rail_core::process::Cmd;
+
+/// A `--migrate-to APP:MIGRATION` target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrateTarget {
+    pub app: String,
+    pub migration: String,
+}
+
+impl std::str::FromStr for MigrateTarget {
+    type Err = anyhow::Error;
+
+    fn from_str(raw: &str) -> anyhow::Result<Self> {
+        let Some((app, migration)) = raw.split_once(':') else {
+            bail!("--migrate-to `{raw}` names no app: write APP:MIGRATION, e.g. catalog:0001_initial (or catalog:zero)")
+        };
+        let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid(app) || !valid(migration) {
+            bail!("--migrate-to `{raw}`: app and migration names are letters, digits and underscores")
+        }
+        Ok(Self { app: app.to_owned(), migration: migration.to_owned() })
+    }
+}
+
+/// Builds management commands for one release directory.
+#[derive(Debug, Clone)]
+pub struct Django<'a> {
+    cfg: &'a Config,
+    /// Where `manage.py` runs: the release being deployed.
+    pub dir: PathBuf,
+}
+
+impl<'a> Django<'a> {
+    pub fn new(cfg: &'a Config, dir: PathBuf) -> Self {
+        Self { cfg, dir }
+    }
+
+    /// A command from a configured argument vector, `{python}` replaced, with the app's environment.
+    pub fn command(&self, argv: &[String]) -> anyhow::Result<Cmd> {
+        let Some((program, args)) = argv.split_first() else { bail!("empty command") };
+        let python = self.cfg.app.python.to_string_lossy();
+        let expand = |s: &str| s.replace("{python}", &python);
+        let mut cmd = Cmd::new(expand(program)).args(args.iter().map(|a| expand(a))).cwd(&self.dir);
+        for (key, value) in app_env(self.cfg)? {
+            cmd = cmd.env(key, value);
+        }
+        if let Some(url) = self.cfg.database_url() {
+            cmd = cmd.secret_env("DATABASE_URL", &url);
+        }
+        if !self.cfg.redis.url.is_empty() {
+            cmd = cmd.secret_env("REDIS_URL", &self.cfg.redis.url);
+        }
+        if !self.cfg.app.secret_key.is_empty() {
+            cmd = cmd.secret_env("SECRET_KEY", &self.cfg.app.secret_key);
+        }
+        for (key, path) in [("STATIC_ROOT", &self.cfg.app.static_dir), ("MEDIA_ROOT", &self.cfg.app.media_dir)] {
+            if !path.as_os_str().is_empty() {
+                cmd = cmd.env(key, path);
+            }
+        }
+        Ok(cmd)
+    }
+
+    /// `migrate`, or `migrate APP MIGRATION` with `--migrate-to`.
+    pub fn migrate(&self, target: Option<&MigrateTarget>) -> anyhow::Result<Cmd> {
+        let mut argv = self.cfg.deploy.migrate_command.clone();
+        if let Some(t) = target {
+            let Some(pos) = argv.iter().position(|a| a == "migrate") else {
+                bail!("--migrate-to needs `migrate` in deploy.migrate_command to place APP MIGRATION after it")
+            };
+            argv.insert(pos + 1, t.migration.clone());
+            argv.insert(pos + 1, t.app.clone());
+        }
+        Ok(self.command(&argv)?.timeout(self.cfg.deploy.migrate_timeout.get()))
+    }
+
+    pub fn showmigrations(&self) -> anyhow::Result<Cmd> {
+        Ok(self.command(&self.cfg.deploy.showmigrations_command)?.timeout(self.cfg.deploy.migrate_timeout.get()))
+    }
+
+    pub fn collectstatic(&self) -> anyhow::Result<Cmd> {
+        Ok(self.command(&self.cfg.deploy.collectstatic_command)?.timeout(self.cfg.deploy.collectstatic_timeout.get()))
+    }
+
+    pub fn tests(&self) -> anyhow::Result<Cmd> {
+        Ok(self.command(&self.cfg.deploy.test_command)?.timeout(self.cfg.deploy.test_timeout.get()))
+    }
+}
+
+/// The variables of `app.env_file` and `app.env`, in that order (the map wins).
+pub fn app_env(cfg: &Config) -> anyhow::Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let file = &cfg.app.env_file;
+    if !file.as_os_str().is_empty() {
+        for item in dotenvy::from_path_iter(file).with_context(|| format!("reading app.env_file {}", file.display()))? {
+            out.push(item.with_context(|| format!("reading app.env_file {}", file.display()))?);
+        }
+    }
+    out.extend(cfg.app.env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    Ok(out)
+}
+
+/// The unapplied migrations in the output of `showmigrations --plan` (`[ ]  app.0002_name`).
+pub fn pending_migrations(plan: &str) -> Vec<String> {
+    plan.lines()
+        .filter_map(|line| line.trim_start().strip_prefix("[ ]"))
+        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// The release directory of `version` under a releases root.
+pub fn release_dir(root: &Path, version: &str) -> PathBuf {
+    root.join("releases").join(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_targets_parse_or_say_why_not() {
+        let t: MigrateTarget = "catalog:0001_initial".parse().unwrap();
+        assert_eq!(t, MigrateTarget { app: "catalog".into(), migration: "0001_initial".into() });
+        let err = "0001_initial".parse::<MigrateTarget>().unwrap_err().to_string();
+        assert!(err.contains("names no app"), "{err}");
+        let err = "cat;rm:-rf".parse::<MigrateTarget>().unwrap_err().to_string();
+        assert!(err.contains("letters, digits and underscores"), "{err}");
+    }
+
+    #[test]
+    fn migrate_to_places_app_and_migration_after_migrate() {
+        let mut cfg = Config::default();
+        cfg.app.python = "/venv/bin/python".into();
+        cfg.database.url = rail_core::secret::Secret::new("postgresql://u:pw@h/db");
+        let dj = Django::new(&cfg, "/srv/app/releases/v2".into());
+        let target = "catalog:0001_initial".parse().unwrap();
+        let cmd = dj.migrate(Some(&target)).unwrap();
+        assert_eq!(cmd.argv(), ["/venv/bin/python", "manage.py", "migrate", "catalog", "0001_initial", "--noinput"]);
+        assert!(!cmd.display().contains("pw"), "{}", cmd.display());
+        assert_eq!(dj.showmigrations().unwrap().argv(), ["/venv/bin/python", "manage.py", "showmigrations", "--plan"]);
+    }
+
+    #[test]
+    fn pending_migrations_are_the_unchecked_lines() {
+        let plan = "[X]  contenttypes.0001_initial\n[X]  catalog.0001_initial\n[ ]  catalog.0002_product_stock\n[ ]  catalog.0003_review_broken\n";
+        assert_eq!(pending_migrations(plan), ["catalog.0002_product_stock", "catalog.0003_review_broken"]);
+        assert!(pending_migrations("[X]  a.0001\n").is_empty());
+    }
+}
