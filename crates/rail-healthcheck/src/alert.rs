@@ -21,7 +21,11 @@ impl Alert {
     /// One line for logs and chat: `redis critical (was healthy) in production: no answer within 2s`.
     pub fn summary(&self) -> String {
         let was = self.previous.map(|p| format!(" (was {p})")).unwrap_or_default();
-        let env = if self.environment.is_empty() { String::new() } else { format!(" in {}", self.environment) };
+        let env = if self.environment.is_empty() {
+            String::new()
+        } else {
+            format!(" in {}", self.environment)
+        };
         format!("{} {}{was}{env}: {}", self.check, self.status, self.message)
     }
 }

@@ -16,7 +16,8 @@ pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => std::path::PathBuf::from("."),
     };
-    let name = path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
+    let name =
+        path.file_name().with_context(|| format!("{} is not a file name", path.display()))?;
     // A leading dot and no .prom suffix: the textfile collector skips the temporary file.
     let tmp = dir.join(format!(".{}.tmp-{}", name.to_string_lossy(), std::process::id()));
     let result = (|| -> Result<()> {
@@ -39,17 +40,28 @@ pub(crate) fn write_atomic(path: &Path, contents: &str) -> Result<()> {
 /// The Pushgateway URL of this job and instance: `<base>/metrics/job/rail_healthcheck/instance/<host>`.
 /// A URL that already names a job is used as given.
 pub(crate) fn push_url(base: &str, instance: &str) -> Result<url::Url> {
-    let mut url = url::Url::parse(base).with_context(|| format!("invalid Pushgateway URL {}", redact_url(base)))?;
+    let mut url = url::Url::parse(base)
+        .with_context(|| format!("invalid Pushgateway URL {}", redact_url(base)))?;
     if !matches!(url.scheme(), "http" | "https") {
-        bail!("invalid Pushgateway URL {}: only http:// and https:// are supported", redact_url(base));
+        bail!(
+            "invalid Pushgateway URL {}: only http:// and https:// are supported",
+            redact_url(base)
+        );
     }
     if url.path().contains("/metrics/job/") {
         return Ok(url);
     }
     {
-        let mut segments =
-            url.path_segments_mut().map_err(|()| anyhow::anyhow!("invalid Pushgateway URL {}", redact_url(base)))?;
-        segments.pop_if_empty().extend(["metrics", "job", "rail_healthcheck", "instance", instance]);
+        let mut segments = url
+            .path_segments_mut()
+            .map_err(|()| anyhow::anyhow!("invalid Pushgateway URL {}", redact_url(base)))?;
+        segments.pop_if_empty().extend([
+            "metrics",
+            "job",
+            "rail_healthcheck",
+            "instance",
+            instance,
+        ]);
     }
     Ok(url)
 }
@@ -66,12 +78,19 @@ pub(crate) async fn push(url: &url::Url, body: &str, timeout: Duration) -> Resul
     };
     let resp = match tokio::time::timeout(timeout, http::send(&req)).await {
         Ok(r) => r.with_context(|| format!("pushing metrics to {shown}"))?,
-        Err(_) => bail!("pushing metrics to {shown}: no answer within {}", humantime::format_duration(timeout)),
+        Err(_) => bail!(
+            "pushing metrics to {shown}: no answer within {}",
+            humantime::format_duration(timeout)
+        ),
     };
     if !(200..300).contains(&resp.status) {
         let text = String::from_utf8_lossy(&resp.body);
         let first = text.lines().next().unwrap_or_default().chars().take(200).collect::<String>();
-        bail!("pushing metrics to {shown}: HTTP {}{}", resp.status, if first.is_empty() { String::new() } else { format!(": {first}") });
+        bail!(
+            "pushing metrics to {shown}: HTTP {}{}",
+            resp.status,
+            if first.is_empty() { String::new() } else { format!(": {first}") }
+        );
     }
     Ok(())
 }
@@ -99,7 +118,10 @@ mod tests {
             push_url("http://gw/prefix/", "a b").unwrap().as_str(),
             "http://gw/prefix/metrics/job/rail_healthcheck/instance/a%20b"
         );
-        assert_eq!(push_url("http://gw/metrics/job/x", "h").unwrap().as_str(), "http://gw/metrics/job/x");
+        assert_eq!(
+            push_url("http://gw/metrics/job/x", "h").unwrap().as_str(),
+            "http://gw/metrics/job/x"
+        );
         assert!(push_url("ftp://gw", "h").is_err());
     }
 
@@ -110,7 +132,8 @@ mod tests {
         write_atomic(&path, "a 1\n").unwrap();
         write_atomic(&path, "a 2\n").unwrap();
         assert_eq!(fs_err::read_to_string(&path).unwrap(), "a 2\n");
-        let names: Vec<_> = fs_err::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            fs_err::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, ["rail.prom"]);
     }
 }

@@ -9,7 +9,6 @@ mod cli;
 mod export;
 mod render;
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -72,28 +71,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
 }
 
 fn init_logging(cli: &Cli) {
-    use tracing::Level;
-    let level = if cli.log.quiet {
-        Level::ERROR
-    } else {
-        match cli.log.verbose {
-            0 | 1 => Level::WARN,
-            2 => Level::INFO,
-            3 => Level::DEBUG,
-            _ => Level::TRACE,
-        }
-    };
-    let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).with_max_level(level).with_target(false);
-    let _ = match cli.log.log_format {
-        rail_core::cli::LogFormat::Text => {
-            builder.with_ansi(use_color(cli, &std::io::stderr())).try_init()
-        }
-        rail_core::cli::LogFormat::Json => builder.json().try_init(),
-    };
-}
-
-fn use_color(cli: &Cli, stream: &impl IsTerminal) -> bool {
-    !cli.log.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && stream.is_terminal()
+    if let Err(err) = output::init_logging(&cli.log, None) {
+        output::report_error(&anyhow::Error::new(err));
+    }
 }
 
 /// What to do, resolved from the command line and the configuration.
@@ -115,7 +95,8 @@ pub struct Plan {
 
 impl Plan {
     fn resolve(cli: &Cli) -> Result<Self> {
-        let loaded = config::load(&LoadOptions::from_args(&cli.config)).context("loading the configuration")?;
+        let loaded = config::load(&LoadOptions::from_args(&cli.config))
+            .context("loading the configuration")?;
         let config = loaded.config;
         let selection = health::parse_selection(&cli.checks)?;
         // Asking for a check by name and getting "skipped" back would hide a broken deployment.
@@ -142,7 +123,10 @@ impl Plan {
             selection,
             options,
             format: cli.format,
-            style: TextStyle { verbose: cli.log.verbose > 0, color: use_color(cli, &std::io::stdout()) },
+            style: TextStyle {
+                verbose: cli.log.verbose > 0,
+                style: output::Style::stdout(&cli.log),
+            },
             nagios: cli.nagios,
             monitor: cli.monitor.then_some(cli.interval),
             alert_on_failure: cli.alert_on_failure,
@@ -239,7 +223,10 @@ async fn send_alert(plan: &Plan, sink: &impl AlertSink, alert: &Alert) {
     if plan.config.notifications.on_health_alert {
         sink.send(alert).await;
     } else {
-        tracing::info!("health alert not sent (notifications.on_health_alert is false): {}", alert.summary());
+        tracing::info!(
+            "health alert not sent (notifications.on_health_alert is false): {}",
+            alert.summary()
+        );
     }
 }
 
@@ -248,13 +235,14 @@ async fn send_alert(plan: &Plan, sink: &impl AlertSink, alert: &Alert) {
 /// Memory stays flat: the only state kept between runs is the last status of each check.
 async fn monitor(plan: &Plan, interval: Duration) -> u8 {
     use tokio::signal::unix::{signal, SignalKind};
-    let (mut sigint, mut sigterm) = match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-        (Ok(i), Ok(t)) => (i, t),
-        (Err(e), _) | (_, Err(e)) => {
-            output::report_error(&anyhow::Error::new(e).context("installing signal handlers"));
-            return exit::FAILED;
-        }
-    };
+    let (mut sigint, mut sigterm) =
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(i), Ok(t)) => (i, t),
+            (Err(e), _) | (_, Err(e)) => {
+                output::report_error(&anyhow::Error::new(e).context("installing signal handlers"));
+                return exit::FAILED;
+            }
+        };
     let sink = LogSink;
     let mut last: [Option<Status>; CheckName::ALL.len()] = [None; CheckName::ALL.len()];
     let mut last_overall: Option<Status> = None;
@@ -292,7 +280,14 @@ async fn monitor(plan: &Plan, interval: Duration) -> u8 {
                 continue;
             }
             *slot = Some(check.status);
-            print(&change_line(plan, check.name.as_str(), previous, check.status, &check.message, Some(check)));
+            print(&change_line(
+                plan,
+                check.name.as_str(),
+                previous,
+                check.status,
+                &check.message,
+                Some(check),
+            ));
             if plan.alert_on_failure && alert::worth_alerting(previous, check.status) {
                 let alert = Alert {
                     environment: plan.config.environment.clone(),

@@ -5,26 +5,24 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use rail_core::health::{CheckResult, Report, Status};
+use rail_core::output::{Style, Tone};
 
 /// Options of the text renderer.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct TextStyle {
     /// Add each check's details under it.
     pub verbose: bool,
-    /// ANSI colours on the status words.
-    pub color: bool,
+    /// Colours on the status words.
+    pub style: Style,
 }
 
-fn paint(status: Status, text: &str, color: bool) -> String {
-    if !color {
-        return text.to_owned();
-    }
-    let code = match status {
-        Status::Healthy => "32",
-        Status::Warning => "33",
-        Status::Critical => "1;31",
+fn paint(status: Status, text: &str, style: Style) -> String {
+    let tone = match status {
+        Status::Healthy => Tone::Good,
+        Status::Warning => Tone::Warn,
+        Status::Critical => Tone::Bad,
     };
-    format!("\x1b[{code}m{text}\x1b[0m")
+    style.paint(text, tone)
 }
 
 /// `3.2 ms` / `612 ms` / `2.31 s`.
@@ -47,7 +45,7 @@ pub(crate) fn text(report: &Report, style: TextStyle) -> String {
         let _ = writeln!(
             out,
             "{} {:<11} {:>8}  {}",
-            paint(check.status, &status, style.color),
+            paint(check.status, &status, style.style),
             check.name.as_str(),
             duration_text(check.duration),
             check.message
@@ -63,16 +61,27 @@ pub(crate) fn text(report: &Report, style: TextStyle) -> String {
         }
     }
     for skipped in &report.skipped {
-        let _ = writeln!(out, "{:<8} {:<11} {:>8}  not configured: {}", "skipped", skipped.name.as_str(), "", skipped.reason);
+        let _ = writeln!(
+            out,
+            "{:<8} {:<11} {:>8}  not configured: {}",
+            "skipped",
+            skipped.name.as_str(),
+            "",
+            skipped.reason
+        );
     }
     let _ = write!(
         out,
         "overall: {} ({} healthy, {} warning, {} critical{}) in {}",
-        paint(report.overall, report.overall.as_str(), style.color),
+        paint(report.overall, report.overall.as_str(), style.style),
         report.count(Status::Healthy),
         report.count(Status::Warning),
         report.count(Status::Critical),
-        if report.skipped.is_empty() { String::new() } else { format!(", {} skipped", report.skipped.len()) },
+        if report.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(", {} skipped", report.skipped.len())
+        },
         duration_text(report.total_duration)
     );
     out
@@ -88,7 +97,11 @@ fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf".into() } else { "-Inf".into() }
+        if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        }
     } else {
         format!("{v}")
     }
@@ -107,23 +120,33 @@ fn family(out: &mut String, name: &str, help: &str) {
 /// The report in the Prometheus text exposition format (version 0.0.4), every metric a gauge.
 pub(crate) fn prometheus(report: &Report) -> String {
     let mut out = String::new();
-    let per_check = |out: &mut String, name: &str, help: &str, value: &dyn Fn(&CheckResult) -> Option<f64>| {
-        let rows: Vec<(String, f64)> =
-            report.checks.iter().filter_map(|c| value(c).map(|v| (c.name.as_str().to_owned(), v))).collect();
-        if rows.is_empty() {
-            return;
-        }
-        family(out, name, help);
-        for (check, v) in rows {
-            let _ = writeln!(out, "{name}{{check=\"{check}\"}} {}", num(v));
-        }
-    };
-    per_check(&mut out, "rail_health_check_status", "Status of a check: 0 healthy, 1 warning, 2 critical.", &|c| {
-        Some(f64::from(c.status.code()))
-    });
-    per_check(&mut out, "rail_health_check_up", "1 when a check is not critical, 0 when it is.", &|c| {
-        Some(if c.status == Status::Critical { 0.0 } else { 1.0 })
-    });
+    let per_check =
+        |out: &mut String, name: &str, help: &str, value: &dyn Fn(&CheckResult) -> Option<f64>| {
+            let rows: Vec<(String, f64)> = report
+                .checks
+                .iter()
+                .filter_map(|c| value(c).map(|v| (c.name.as_str().to_owned(), v)))
+                .collect();
+            if rows.is_empty() {
+                return;
+            }
+            family(out, name, help);
+            for (check, v) in rows {
+                let _ = writeln!(out, "{name}{{check=\"{check}\"}} {}", num(v));
+            }
+        };
+    per_check(
+        &mut out,
+        "rail_health_check_status",
+        "Status of a check: 0 healthy, 1 warning, 2 critical.",
+        &|c| Some(f64::from(c.status.code())),
+    );
+    per_check(
+        &mut out,
+        "rail_health_check_up",
+        "1 when a check is not critical, 0 when it is.",
+        &|c| Some(if c.status == Status::Critical { 0.0 } else { 1.0 }),
+    );
     per_check(&mut out, "rail_health_check_duration_seconds", "Wall time of a check.", &|c| {
         Some(c.duration.as_secs_f64())
     });
@@ -134,7 +157,11 @@ pub(crate) fn prometheus(report: &Report) -> String {
         &|c| c.latency.map(|l| l.as_secs_f64()),
     );
     if !report.skipped.is_empty() {
-        family(&mut out, "rail_health_check_skipped", "1 for a check that is not configured and did not run.");
+        family(
+            &mut out,
+            "rail_health_check_skipped",
+            "1 for a check that is not configured and did not run.",
+        );
         for s in &report.skipped {
             let _ = writeln!(out, "rail_health_check_skipped{{check=\"{}\"}} 1", s.name.as_str());
         }
@@ -162,14 +189,22 @@ pub(crate) fn prometheus(report: &Report) -> String {
         }
     }
 
-    family(&mut out, "rail_health_overall_status", "Worst status of the checks: 0 healthy, 1 warning, 2 critical.");
+    family(
+        &mut out,
+        "rail_health_overall_status",
+        "Worst status of the checks: 0 healthy, 1 warning, 2 critical.",
+    );
     let _ = writeln!(out, "rail_health_overall_status {}", report.overall.code());
     family(&mut out, "rail_health_checks", "Number of checks by status.");
     for status in [Status::Healthy, Status::Warning, Status::Critical] {
         let _ = writeln!(out, "rail_health_checks{{status=\"{status}\"}} {}", report.count(status));
     }
     family(&mut out, "rail_health_run_duration_seconds", "Wall time of the whole run.");
-    let _ = writeln!(out, "rail_health_run_duration_seconds {}", num(report.total_duration.as_secs_f64()));
+    let _ = writeln!(
+        out,
+        "rail_health_run_duration_seconds {}",
+        num(report.total_duration.as_secs_f64())
+    );
     family(&mut out, "rail_health_last_run_timestamp_seconds", "Unix time the run started.");
     let ts = report.timestamp.timestamp_millis() as f64 / 1000.0;
     let _ = writeln!(out, "rail_health_last_run_timestamp_seconds {}", num(ts));
@@ -205,7 +240,13 @@ pub(crate) fn nagios(report: &Report) -> String {
         let _ = write!(out, " | {}", perf.join(" "));
     }
     for c in &report.checks {
-        let _ = write!(out, "\n{} {}: {}", c.status.as_str().to_uppercase(), c.name, c.message.replace('|', "/"));
+        let _ = write!(
+            out,
+            "\n{} {}: {}",
+            c.status.as_str().to_uppercase(),
+            c.name,
+            c.message.replace('|', "/")
+        );
     }
     out
 }

@@ -20,7 +20,8 @@ const APPLICATION_NAME: &str = "rail-healthcheck";
 /// Largest maintenance document read (the app's middleware has the same limit).
 const MAX_FLAG_BYTES: u64 = 64 * 1024;
 /// One round trip: the liveness query, client connections, the limit and the server version.
-const DATABASE_SQL: &str = "SELECT 1, (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), \
+const DATABASE_SQL: &str =
+    "SELECT 1, (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'), \
      current_setting('max_connections'), current_setting('server_version')";
 
 /// What the checks share: the configuration and the headers of HTTP checks.
@@ -77,7 +78,15 @@ fn apply_latency(outcome: &mut Outcome, latency: Duration, t: &LatencyThresholds
     let status = latency_status(latency, t);
     if status > Status::Healthy {
         let limit = if status == Status::Critical { t.critical_latency } else { t.warning_latency };
-        outcome.escalate(status, &format!("slow: answered in {} ({} over {})", fmt_duration(latency), status, fmt_threshold(limit.get())));
+        outcome.escalate(
+            status,
+            &format!(
+                "slow: answered in {} ({} over {})",
+                fmt_duration(latency),
+                status,
+                fmt_threshold(limit.get())
+            ),
+        );
     }
 }
 
@@ -93,7 +102,9 @@ fn percent_status(value: f64, warning: f64, critical: f64) -> Status {
 }
 
 pub(super) async fn database(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
-    let Some(url) = ctx.cfg.database_url() else { return Outcome::critical("the database is not configured") };
+    let Some(url) = ctx.cfg.database_url() else {
+        return Outcome::critical("the database is not configured");
+    };
     let target = match DbTarget::parse(&url) {
         Ok(t) => t,
         Err(e) => return Outcome::critical(error_chain(&e)),
@@ -113,7 +124,10 @@ pub(super) async fn database(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     let rows = match rows {
         Ok(rows) => rows,
         Err(e) => {
-            out.escalate(Status::Critical, &format!("connected, but the query failed: {}", error_chain(&e)));
+            out.escalate(
+                Status::Critical,
+                &format!("connected, but the query failed: {}", error_chain(&e)),
+            );
             return out;
         }
     };
@@ -136,14 +150,20 @@ pub(super) async fn database(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     out.set("connections", connections);
     out.set("max_connections", max_connections);
     out.gauge("database_connections", "Client connections to the PostgreSQL server.", connections);
-    out.gauge("database_max_connections", "max_connections of the PostgreSQL server.", max_connections);
-    let mut message = format!("PostgreSQL {version} answered SELECT 1 in {}", fmt_duration(latency));
+    out.gauge(
+        "database_max_connections",
+        "max_connections of the PostgreSQL server.",
+        max_connections,
+    );
+    let mut message =
+        format!("PostgreSQL {version} answered SELECT 1 in {}", fmt_duration(latency));
     if max_connections > 0.0 {
         let pct = connections / max_connections * 100.0;
         out.set("connections_percent", (pct * 10.0).round() / 10.0);
         let _ = write!(message, "; {connections} of {max_connections} connections in use");
         let h = &ctx.cfg.health;
-        let status = percent_status(pct, h.connections_warning_percent, h.connections_critical_percent);
+        let status =
+            percent_status(pct, h.connections_warning_percent, h.connections_critical_percent);
         out.message = message;
         if status > Status::Healthy {
             out.escalate(status, &format!("{pct:.0}% of max_connections in use"));
@@ -159,9 +179,9 @@ pub(super) async fn redis(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     let url = &ctx.cfg.redis.url;
     let target = redact_url(url.expose());
     let started = Instant::now();
-    let mut conn = match crate::redis::connect(url, timeout).await {
+    let mut conn = match redis_connect(url, timeout).await {
         Ok(c) => c,
-        Err(e) => return Outcome::critical(error_chain(&e)).detail("target", target),
+        Err(e) => return Outcome::critical(e).detail("target", target),
     };
     let connect = started.elapsed();
     let pong: Result<String, _> = redis::cmd("PING").query_async(&mut conn).await;
@@ -185,7 +205,9 @@ pub(super) async fn redis(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     match redis::cmd("INFO").arg("memory").query_async::<String>(&mut conn).await {
         Ok(info) => {
             let field = |key: &str| {
-                info.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')?.trim().parse::<f64>().ok())
+                info.lines().find_map(|l| {
+                    l.strip_prefix(key)?.strip_prefix(':')?.trim().parse::<f64>().ok()
+                })
             };
             let used = field("used_memory").unwrap_or(0.0);
             let max = field("maxmemory").unwrap_or(0.0);
@@ -197,10 +219,15 @@ pub(super) async fn redis(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
             if max > 0.0 {
                 let pct = used / max * 100.0;
                 out.set("memory_percent", (pct * 10.0).round() / 10.0);
-                let _ = write!(message, " of {} maxmemory ({pct:.0}%)", crate::config::ByteSize(max as u64));
+                let _ = write!(
+                    message,
+                    " of {} maxmemory ({pct:.0}%)",
+                    crate::config::ByteSize(max as u64)
+                );
                 out.message = message;
                 let h = &ctx.cfg.health;
-                let status = percent_status(pct, h.memory_warning_percent, h.memory_critical_percent);
+                let status =
+                    percent_status(pct, h.memory_warning_percent, h.memory_critical_percent);
                 if status > Status::Healthy {
                     out.escalate(status, &format!("{pct:.0}% of maxmemory in use"));
                 }
@@ -216,6 +243,34 @@ pub(super) async fn redis(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     }
     apply_latency(&mut out, latency, &ctx.cfg.health.redis);
     out
+}
+
+/// One Redis connection whose set-up and every command wait up to `timeout`. redis-rs' own defaults (1 s
+/// to connect, 500 ms per command) would cut the configured timeouts short, so they are replaced.
+async fn redis_connect(
+    url: &Secret,
+    timeout: Duration,
+) -> Result<redis::aio::MultiplexedConnection, String> {
+    use crate::redis::RedisError;
+    let target = redact_url(url.expose());
+    let client = redis::Client::open(url.expose())
+        .map_err(|source| error_chain(&RedisError::BadUrl { url: target.clone(), source }))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    match tokio::time::timeout(
+        timeout,
+        client.get_multiplexed_async_connection_with_config(&config),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(source)) if source.is_timeout() => {
+            Err(error_chain(&RedisError::Timeout { target, after: timeout }))
+        }
+        Ok(Err(source)) => Err(error_chain(&RedisError::Connect { target, source })),
+        Err(_) => Err(error_chain(&RedisError::Timeout { target, after: timeout })),
+    }
 }
 
 /// Statuses a health endpoint may report in its JSON `status` field.
@@ -246,11 +301,14 @@ fn failing_parts(body: &Value) -> Vec<String> {
 
 /// A maintenance answer from nginx or the app: 503 with `{"status": "maintenance"}`.
 fn is_maintenance(resp: &http::Response, body: Option<&Value>) -> bool {
-    resp.status == 503 && body.and_then(|b| b.get("status")).and_then(Value::as_str) == Some("maintenance")
+    resp.status == 503
+        && body.and_then(|b| b.get("status")).and_then(Value::as_str) == Some("maintenance")
 }
 
 pub(super) async fn application(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
-    let Some(url) = ctx.cfg.health_url() else { return Outcome::critical("the application is not configured") };
+    let Some(url) = ctx.cfg.health_url() else {
+        return Outcome::critical("the application is not configured");
+    };
     let shown = redact_url(&url);
     let started = Instant::now();
     let req = Request { method: "GET", url: &url, headers: &ctx.headers, body: None, timeout };
@@ -264,7 +322,8 @@ pub(super) async fn application(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     out.latency = Some(latency);
     out.set("http_status", resp.status);
     out.set("latency_ms", millis(latency));
-    let reported = body.as_ref().and_then(|b| b.get("status")).and_then(Value::as_str).map(str::to_owned);
+    let reported =
+        body.as_ref().and_then(|b| b.get("status")).and_then(Value::as_str).map(str::to_owned);
     if let Some(b) = &body {
         for key in ["release", "version"] {
             if let Some(v) = b.get(key).filter(|v| v.is_string() || v.is_number()) {
@@ -298,7 +357,8 @@ pub(super) async fn application(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     }
     if !(200..300).contains(&resp.status) {
         out.status = Status::Critical;
-        out.message = format!("HTTP {} from {shown} in {}{suffix}", resp.status, fmt_duration(latency));
+        out.message =
+            format!("HTTP {} from {shown} in {}{suffix}", resp.status, fmt_duration(latency));
         return out;
     }
     out.message = format!("HTTP {} in {}{suffix}", resp.status, fmt_duration(latency));
@@ -317,7 +377,9 @@ pub(super) async fn application(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
 }
 
 pub(super) async fn graphql(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
-    let Some(url) = ctx.cfg.graphql_url() else { return Outcome::critical("the GraphQL endpoint is not configured") };
+    let Some(url) = ctx.cfg.graphql_url() else {
+        return Outcome::critical("the GraphQL endpoint is not configured");
+    };
     let shown = redact_url(&url);
     let payload = json!({ "query": ctx.cfg.health.graphql_query }).to_string();
     let started = Instant::now();
@@ -340,7 +402,9 @@ pub(super) async fn graphql(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     out.set("latency_ms", millis(latency));
     if is_maintenance(&resp, body.as_ref()) {
         out.status = Status::Warning;
-        out.message = format!("in maintenance: HTTP 503 from {shown} (it answers again when maintenance ends)");
+        out.message = format!(
+            "in maintenance: HTTP 503 from {shown} (it answers again when maintenance ends)"
+        );
         out.set("maintenance", true);
         return out;
     }
@@ -350,7 +414,11 @@ pub(super) async fn graphql(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
         .and_then(Value::as_array)
         .map(|errs| {
             errs.iter()
-                .map(|e| e.get("message").and_then(Value::as_str).map_or_else(|| e.to_string(), str::to_owned))
+                .map(|e| {
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| e.to_string(), str::to_owned)
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -372,7 +440,11 @@ pub(super) async fn graphql(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     };
     if let Some(first) = errors.first() {
         out.status = Status::Critical;
-        out.message = format!("the query {:?} returned {} error(s): {first}", ctx.cfg.health.graphql_query, errors.len());
+        out.message = format!(
+            "the query {:?} returned {} error(s): {first}",
+            ctx.cfg.health.graphql_query,
+            errors.len()
+        );
         return out;
     }
     if body.get("data").is_none_or(Value::is_null) {
@@ -414,7 +486,11 @@ fn check_paths(paths: &[PathBuf], limits: &FilesystemCheck) -> Outcome {
                 continue;
             }
             Err(e) => {
-                let what = if e.kind() == std::io::ErrorKind::NotFound { "does not exist".to_owned() } else { io_reason(&e) };
+                let what = if e.kind() == std::io::ErrorKind::NotFound {
+                    "does not exist".to_owned()
+                } else {
+                    io_reason(&e)
+                };
                 problems.push((Status::Critical, format!("{shown} {what}")));
                 entry.insert("error".into(), what.into());
                 entries.push(Value::Object(entry));
@@ -427,7 +503,10 @@ fn check_paths(paths: &[PathBuf], limits: &FilesystemCheck) -> Outcome {
             }
             Err(e) => {
                 entry.insert("writable".into(), false.into());
-                problems.push((Status::Critical, format!("{shown} is not writable ({})", io_reason(&e))));
+                problems.push((
+                    Status::Critical,
+                    format!("{shown} is not writable ({})", io_reason(&e)),
+                ));
             }
         }
         match nix::sys::statvfs::statvfs(path) {
@@ -453,18 +532,33 @@ fn check_paths(paths: &[PathBuf], limits: &FilesystemCheck) -> Outcome {
                 });
                 let free_text = format!("{} free ({pct:.0}%)", crate::config::ByteSize(free));
                 if free < limits.min_free_space.bytes() {
-                    problems.push((Status::Critical, format!("{shown}: {free_text}, below the floor of {}", limits.min_free_space)));
+                    problems.push((
+                        Status::Critical,
+                        format!(
+                            "{shown}: {free_text}, below the floor of {}",
+                            limits.min_free_space
+                        ),
+                    ));
                 } else if pct < limits.min_free_percent {
-                    problems.push((Status::Critical, format!("{shown}: {free_text}, below {}%", limits.min_free_percent)));
+                    problems.push((
+                        Status::Critical,
+                        format!("{shown}: {free_text}, below {}%", limits.min_free_percent),
+                    ));
                 } else if pct < limits.warning_free_percent {
-                    problems.push((Status::Warning, format!("{shown}: {free_text}, below {}%", limits.warning_free_percent)));
+                    problems.push((
+                        Status::Warning,
+                        format!("{shown}: {free_text}, below {}%", limits.warning_free_percent),
+                    ));
                 }
                 if least_free.as_ref().is_none_or(|(p, _)| pct < *p) {
                     least_free = Some((pct, format!("{shown} has {free_text}")));
                 }
             }
             Err(e) => {
-                problems.push((Status::Critical, format!("cannot read the free space of {shown}: {e}")));
+                problems.push((
+                    Status::Critical,
+                    format!("cannot read the free space of {shown}: {e}"),
+                ));
             }
         }
         entries.push(Value::Object(entry));
@@ -520,8 +614,12 @@ pub(super) async fn host_metrics() -> HostMetrics {
         .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()));
     let mut m = HostMetrics { load1, cores, memory_source: "host", ..HostMetrics::default() };
     // A container's limit is what the app runs out of, not the host's memory.
-    let cgroup_max = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok().and_then(|s| s.trim().parse::<u64>().ok());
-    let cgroup_cur = std::fs::read_to_string("/sys/fs/cgroup/memory.current").ok().and_then(|s| s.trim().parse::<u64>().ok());
+    let cgroup_max = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let cgroup_cur = std::fs::read_to_string("/sys/fs/cgroup/memory.current")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
     if let (Some(max), Some(cur)) = (cgroup_max, cgroup_cur) {
         if max > 0 {
             m.memory_total = Some(max);
@@ -534,14 +632,20 @@ pub(super) async fn host_metrics() -> HostMetrics {
     if let Ok(meminfo) = std::fs::read_to_string("/proc/meminfo") {
         let kib = |key: &str| {
             meminfo.lines().find_map(|l| {
-                l.strip_prefix(key)?.strip_prefix(':')?.split_whitespace().next()?.parse::<u64>().ok()
+                l.strip_prefix(key)?
+                    .strip_prefix(':')?
+                    .split_whitespace()
+                    .next()?
+                    .parse::<u64>()
+                    .ok()
             })
         };
         if let (Some(total), Some(avail)) = (kib("MemTotal"), kib("MemAvailable")) {
             if total > 0 {
                 m.memory_total = Some(total * 1024);
                 m.memory_available = Some(avail * 1024);
-                m.memory_used_percent = Some((total - avail.min(total)) as f64 / total as f64 * 100.0);
+                m.memory_used_percent =
+                    Some((total - avail.min(total)) as f64 / total as f64 * 100.0);
             }
         }
     }
@@ -557,17 +661,25 @@ pub(super) fn performance(ctx: &Ctx<'_>, host: &HostMetrics, probes: &[&CheckRes
     let mut slowest: Option<(CheckName, Duration)> = None;
     for probe in probes {
         // A dependency that did not answer is its own check's failure, not a performance one.
-        let (Some(latency), Some(t)) = (probe.latency, thresholds(cfg, probe.name)) else { continue };
+        let (Some(latency), Some(t)) = (probe.latency, thresholds(cfg, probe.name)) else {
+            continue;
+        };
         latencies.insert(probe.name.as_str().into(), millis(latency).into());
         if slowest.is_none_or(|(_, l)| latency > l) {
             slowest = Some((probe.name, latency));
         }
         let status = latency_status(latency, t);
         if status > Status::Healthy {
-            let limit = if status == Status::Critical { t.critical_latency } else { t.warning_latency };
+            let limit =
+                if status == Status::Critical { t.critical_latency } else { t.warning_latency };
             problems.push((
                 status,
-                format!("{} answered in {} ({status} over {})", probe.name, fmt_duration(latency), fmt_threshold(limit.get())),
+                format!(
+                    "{} answered in {} ({status} over {})",
+                    probe.name,
+                    fmt_duration(latency),
+                    fmt_threshold(limit.get())
+                ),
             ));
         }
     }
@@ -579,7 +691,11 @@ pub(super) fn performance(ctx: &Ctx<'_>, host: &HostMetrics, probes: &[&CheckRes
         let per_core = load / host.cores as f64;
         out.set("load_1m", load);
         out.set("load_per_core", (per_core * 100.0).round() / 100.0);
-        out.gauge("host_load_per_core", "One-minute load average divided by the number of cores.", per_core);
+        out.gauge(
+            "host_load_per_core",
+            "One-minute load average divided by the number of cores.",
+            per_core,
+        );
         summary.push(format!("load {per_core:.2} per core"));
         let status = if per_core >= p.load_critical {
             Status::Critical
@@ -602,11 +718,19 @@ pub(super) fn performance(ctx: &Ctx<'_>, host: &HostMetrics, probes: &[&CheckRes
         if let Some(a) = host.memory_available {
             out.set("memory_available_bytes", a);
         }
-        out.gauge("host_memory_used_ratio", "Share of memory in use (of the cgroup limit in a container).", pct / 100.0);
+        out.gauge(
+            "host_memory_used_ratio",
+            "Share of memory in use (of the cgroup limit in a container).",
+            pct / 100.0,
+        );
         summary.push(format!("memory {pct:.0}% used"));
         let status = percent_status(pct, p.memory_warning_percent, p.memory_critical_percent);
         if status > Status::Healthy {
-            let limit = if status == Status::Critical { p.memory_critical_percent } else { p.memory_warning_percent };
+            let limit = if status == Status::Critical {
+                p.memory_critical_percent
+            } else {
+                p.memory_warning_percent
+            };
             problems.push((status, format!("memory {pct:.0}% used ({status} over {limit}%)")));
         }
     }
@@ -657,11 +781,22 @@ fn parse_signal(source: &'static str, raw: &[u8]) -> Signal {
                 error: None,
             }
         }
-        _ => Signal { source, error: Some("not a JSON maintenance document".into()), ..Signal::default() },
+        _ => Signal {
+            source,
+            error: Some("not a JSON maintenance document".into()),
+            ..Signal::default()
+        },
     }
 }
 
-pub(super) async fn maintenance(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
+/// `timeout` is the maintenance check's own; `redis_timeout` the redis check's. The Redis key is given the
+/// shorter of the latter and most of the former, so a hung Redis is reported here as an unreadable key
+/// (its own check fails) instead of failing the maintenance check by its timeout.
+pub(super) async fn maintenance(
+    ctx: &Ctx<'_>,
+    timeout: Duration,
+    redis_timeout: Duration,
+) -> Outcome {
     let cfg = ctx.cfg;
     let now = Utc::now();
     let mut out = Outcome::default();
@@ -689,7 +824,11 @@ pub(super) async fn maintenance(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
             }
             Err(e) => {
                 // The app fails closed on a flag file it cannot read: the site is in maintenance.
-                active.push(Signal { source: "file", error: Some(io_reason(&e)), ..Signal::default() });
+                active.push(Signal {
+                    source: "file",
+                    error: Some(io_reason(&e)),
+                    ..Signal::default()
+                });
             }
         }
     }
@@ -697,7 +836,13 @@ pub(super) async fn maintenance(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     let key = &cfg.maintenance.redis_key;
     if !cfg.redis.url.is_empty() && !key.is_empty() {
         out.set("redis_key", key.clone());
-        match read_redis_key(&cfg.redis.url, key, timeout).await {
+        let patience = redis_timeout.min(timeout.mul_f64(0.8));
+        let read =
+            tokio::time::timeout(patience, read_redis_key(&cfg.redis.url, key, patience)).await;
+        let read = read.unwrap_or_else(|_| {
+            Err(format!("no answer within {}", humantime::format_duration(patience)))
+        });
+        match read {
             Ok(None) => {}
             Ok(Some((raw, ttl_ms))) => {
                 let mut signal = parse_signal("redis", raw.as_bytes());
@@ -764,7 +909,10 @@ pub(super) async fn maintenance(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
     if let Some(exp) = active.iter().filter_map(|s| s.expires_at).max() {
         out.set("expires_at", exp.to_rfc3339());
     }
-    let errors: Vec<String> = active.iter().filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.source))).collect();
+    let errors: Vec<String> = active
+        .iter()
+        .filter_map(|s| s.error.as_ref().map(|e| format!("{}: {e}", s.source)))
+        .collect();
     if !errors.is_empty() {
         out.set("errors", errors.clone());
         let _ = write!(message, " (unreadable signal: {})", errors.join(", "));
@@ -789,8 +937,12 @@ fn read_flag(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
 }
 
 /// The key's value and its remaining time to live in ms (negative: none), `None` when absent.
-async fn read_redis_key(url: &Secret, key: &str, timeout: Duration) -> Result<Option<(String, i64)>, String> {
-    let mut conn = crate::redis::connect(url, timeout).await.map_err(|e| error_chain(&e))?;
+async fn read_redis_key(
+    url: &Secret,
+    key: &str,
+    timeout: Duration,
+) -> Result<Option<(String, i64)>, String> {
+    let mut conn = redis_connect(url, timeout).await?;
     let (value, ttl): (Option<String>, i64) = redis::pipe()
         .cmd("GET")
         .arg(key)

@@ -148,7 +148,11 @@ fn request_head(req: &Request<'_>, url: &url::Url) -> String {
     if !url.username().is_empty() {
         let user = percent_decode(url.username());
         let password = url.password().map(percent_decode).unwrap_or_default();
-        let _ = write!(head, "Authorization: Basic {}\r\n", base64(format!("{user}:{password}").as_bytes()));
+        let _ = write!(
+            head,
+            "Authorization: Basic {}\r\n",
+            base64(format!("{user}:{password}").as_bytes())
+        );
     }
     for (name, value) in req.headers {
         // Header injection: a configured value with a line break is dropped rather than sent.
@@ -158,9 +162,12 @@ fn request_head(req: &Request<'_>, url: &url::Url) -> String {
     }
     match req.body {
         Some((content_type, body)) => {
-            let _ = write!(head, "Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
+            let _ =
+                write!(head, "Content-Type: {content_type}\r\nContent-Length: {}\r\n", body.len());
         }
-        None if req.method != "GET" && req.method != "HEAD" => head.push_str("Content-Length: 0\r\n"),
+        None if req.method != "GET" && req.method != "HEAD" => {
+            head.push_str("Content-Length: 0\r\n");
+        }
         None => {}
     }
     head.push_str("\r\n");
@@ -189,7 +196,12 @@ async fn read_response(stream: &mut TcpStream, target: &str) -> Result<Response,
                 let headers: Vec<(String, String)> = parsed
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_ascii_lowercase(),
+                            String::from_utf8_lossy(h.value).trim().to_owned(),
+                        )
+                    })
                     .collect();
                 // Interim responses (100 Continue) are skipped: the real answer follows.
                 if (100..200).contains(&status) && status != 101 {
@@ -222,8 +234,8 @@ async fn read_body(
         return Ok((Vec::new(), false));
     }
     let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let chunked =
-        header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().split(',').any(|t| t.trim() == "chunked"));
+    let chunked = header("transfer-encoding")
+        .is_some_and(|v| v.to_ascii_lowercase().split(',').any(|t| t.trim() == "chunked"));
     if chunked {
         return read_chunked(stream, already, target).await;
     }
@@ -252,9 +264,16 @@ async fn read_body(
 }
 
 /// Decode `Transfer-Encoding: chunked`, keeping at most [`MAX_BODY`] bytes.
-async fn read_chunked(stream: &mut TcpStream, mut raw: Vec<u8>, target: &str) -> Result<(Vec<u8>, bool), HttpError> {
+async fn read_chunked(
+    stream: &mut TcpStream,
+    mut raw: Vec<u8>,
+    target: &str,
+) -> Result<(Vec<u8>, bool), HttpError> {
     let io_err = |source| HttpError::Io { target: target.to_owned(), source };
-    let bad = |reason: &str| HttpError::BadResponse { target: target.to_owned(), reason: reason.to_owned() };
+    let bad = |reason: &str| HttpError::BadResponse {
+        target: target.to_owned(),
+        reason: reason.to_owned(),
+    };
     let mut body = Vec::new();
     let mut pos = 0usize;
     loop {
@@ -310,8 +329,11 @@ async fn send_tls(req: &Request<'_>, url: &url::Url) -> Result<Response, HttpErr
         .pool_max_idle_per_host(0)
         .build()
         .map_err(tls_err)?;
-    let method = reqwest::Method::from_bytes(req.method.as_bytes())
-        .map_err(|_| HttpError::BadResponse { target: target.clone(), reason: format!("bad method {}", req.method) })?;
+    let method =
+        reqwest::Method::from_bytes(req.method.as_bytes()).map_err(|_| HttpError::BadResponse {
+            target: target.clone(),
+            reason: format!("bad method {}", req.method),
+        })?;
     let mut builder = client.request(method, url.clone());
     for (name, value) in req.headers {
         builder = builder.header(name.as_str(), value.expose());
@@ -324,7 +346,9 @@ async fn send_tls(req: &Request<'_>, url: &url::Url) -> Result<Response, HttpErr
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).trim().to_owned()))
+        .map(|(k, v)| {
+            (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
+        })
         .collect();
     let mut body = Vec::new();
     let mut truncated = false;
@@ -340,10 +364,11 @@ async fn send_tls(req: &Request<'_>, url: &url::Url) -> Result<Response, HttpErr
 }
 
 fn percent_decode(s: &str) -> String {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .unwrap_or_default();
+    let bytes: Vec<u8> =
+        url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())
+            .unwrap_or_default();
     String::from_utf8_lossy(&bytes).into_owned()
 }
 
@@ -371,9 +396,14 @@ mod tests {
 
     #[test]
     fn base64_matches_the_rfc_vectors() {
-        for (input, want) in
-            [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg=="), ("foobar", "Zm9vYmFy")]
-        {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(base64(input.as_bytes()), want);
         }
     }
@@ -385,12 +415,24 @@ mod tests {
             ("X-Rail-Maintenance-Bypass".to_owned(), Secret::new("tok")),
             ("X-Bad".to_owned(), Secret::new("a\r\nInjected: 1")),
         ];
-        let req = Request { method: "GET", url: url.as_str(), headers: &headers, body: None, timeout: Duration::from_secs(1) };
+        let req = Request {
+            method: "GET",
+            url: url.as_str(),
+            headers: &headers,
+            body: None,
+            timeout: Duration::from_secs(1),
+        };
         let head = request_head(&req, &url);
-        assert!(head.starts_with("GET /health/?delay_ms=5 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"), "{head}");
+        assert!(
+            head.starts_with("GET /health/?delay_ms=5 HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n"),
+            "{head}"
+        );
         assert!(head.contains("X-Rail-Maintenance-Bypass: tok\r\n"));
         assert!(!head.contains("Injected"));
-        assert!(head.contains(&format!("Authorization: Basic {}\r\n", base64(b"u@x:p+w"))), "{head}");
+        assert!(
+            head.contains(&format!("Authorization: Basic {}\r\n", base64(b"u@x:p+w"))),
+            "{head}"
+        );
         assert!(head.ends_with("\r\n\r\n"));
     }
 }

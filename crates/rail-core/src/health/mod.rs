@@ -322,7 +322,11 @@ pub fn not_configured(cfg: &Config, name: CheckName) -> Option<String> {
 /// Check that the settings the selected checks use parse (URLs), so that a typo is a configuration
 /// error (exit 2) instead of a critical check.
 pub fn validate(cfg: &Config, selection: &[CheckName]) -> Result<(), HealthError> {
-    let wanted = |n| selection.is_empty() || selection.contains(&n) || selection.contains(&CheckName::Performance);
+    let wanted = |n| {
+        selection.is_empty()
+            || selection.contains(&n)
+            || selection.contains(&CheckName::Performance)
+    };
     if wanted(CheckName::Database) {
         if let Some(url) = cfg.database_url() {
             crate::db::DbTarget::parse(&url).map_err(|e| HealthError::BadSetting {
@@ -333,10 +337,12 @@ pub fn validate(cfg: &Config, selection: &[CheckName]) -> Result<(), HealthError
         }
     }
     if wanted(CheckName::Redis) && !cfg.redis.url.is_empty() {
-        crate::redis::redis::Client::open(cfg.redis.url.expose()).map_err(|e| HealthError::BadSetting {
-            what: "Redis URL",
-            value: redact_url(cfg.redis.url.expose()),
-            source: Box::new(e),
+        crate::redis::redis::Client::open(cfg.redis.url.expose()).map_err(|e| {
+            HealthError::BadSetting {
+                what: "Redis URL",
+                value: redact_url(cfg.redis.url.expose()),
+                source: Box::new(e),
+            }
         })?;
     }
     for (name, what, url) in [
@@ -353,7 +359,13 @@ pub fn validate(cfg: &Config, selection: &[CheckName]) -> Result<(), HealthError
                         source: "only http:// and https:// URLs with a host are supported".into(),
                     })
                 }
-                Err(e) => return Err(HealthError::BadSetting { what, value: redact_url(&url), source: Box::new(e) }),
+                Err(e) => {
+                    return Err(HealthError::BadSetting {
+                        what,
+                        value: redact_url(&url),
+                        source: Box::new(e),
+                    })
+                }
             }
         }
     }
@@ -395,7 +407,10 @@ pub fn filesystem_paths(cfg: &Config) -> Vec<PathBuf> {
         }
     }
     let backup = &cfg.backup.directory;
-    if !backup.as_os_str().is_empty() && *backup != BackupConfig::default().directory && !out.contains(backup) {
+    if !backup.as_os_str().is_empty()
+        && *backup != BackupConfig::default().directory
+        && !out.contains(backup)
+    {
         out.push(backup.clone());
     }
     out
@@ -437,21 +452,31 @@ impl Outcome {
     fn escalate(&mut self, status: Status, reason: &str) {
         if status > self.status {
             self.status = status;
-            self.message = if self.message.is_empty() { reason.to_owned() } else { format!("{reason}; {}", self.message) };
+            self.message = if self.message.is_empty() {
+                reason.to_owned()
+            } else {
+                format!("{reason}; {}", self.message)
+            };
         }
     }
 }
 
 /// Run a check under its timeout and stamp it.
-async fn timed(name: CheckName, timeout: Duration, fut: impl Future<Output = Outcome>) -> CheckResult {
+async fn timed(
+    name: CheckName,
+    timeout: Duration,
+    fut: impl Future<Output = Outcome>,
+) -> CheckResult {
     let timestamp = Utc::now();
     let started = Instant::now();
     // Boxed: the checks' futures (a PostgreSQL connection set-up above all) are large, and seven of them
     // are joined.
     let outcome = match tokio::time::timeout(timeout, Box::pin(fut)).await {
         Ok(outcome) => outcome,
-        Err(_) => Outcome::critical(format!("no answer within {}", humantime::format_duration(timeout)))
-            .detail("timeout_ms", millis(timeout)),
+        Err(_) => {
+            Outcome::critical(format!("no answer within {}", humantime::format_duration(timeout)))
+                .detail("timeout_ms", millis(timeout))
+        }
     };
     CheckResult {
         name,
@@ -487,7 +512,9 @@ pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions
     }
     let mut run_set = report_set;
     if report_set[CheckName::Performance.index()] {
-        for probe in [CheckName::Database, CheckName::Redis, CheckName::Application, CheckName::Graphql] {
+        for probe in
+            [CheckName::Database, CheckName::Redis, CheckName::Application, CheckName::Graphql]
+        {
             if not_configured(cfg, probe).is_none() {
                 run_set[probe.index()] = true;
             }
@@ -531,13 +558,14 @@ pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions
         maybe(run(CheckName::Maintenance), || timed(
             CheckName::Maintenance,
             timeout(CheckName::Maintenance),
-            checks::maintenance(&ctx, timeout(CheckName::Maintenance))
+            checks::maintenance(&ctx, timeout(CheckName::Maintenance), timeout(CheckName::Redis))
         )),
     );
 
     let performance = host.map(|host| {
         let timestamp = Utc::now();
-        let probes: Vec<&CheckResult> = [&database, &redis, &application, &graphql].into_iter().flatten().collect();
+        let probes: Vec<&CheckResult> =
+            [&database, &redis, &application, &graphql].into_iter().flatten().collect();
         let outcome = checks::performance(&ctx, &host, &probes);
         CheckResult {
             name: CheckName::Performance,
@@ -552,19 +580,26 @@ pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions
     });
 
     let secrets = {
-        let mut s = cfg.secrets();
+        // A connection URL without a password is not secret, and messages name their target by it.
+        let plain = |u: &Secret| url::Url::parse(u.expose()).is_ok_and(|p| p.password().is_none());
+        let mut s: Vec<Secret> = cfg
+            .secrets()
+            .into_iter()
+            .filter(|x| !((*x == cfg.database.url || *x == cfg.redis.url) && plain(x)))
+            .collect();
         s.extend(ctx.headers.iter().map(|(_, v)| v.clone()));
         s
     };
-    let checks: Vec<CheckResult> = [database, redis, application, graphql, filesystem, performance, maintenance]
-        .into_iter()
-        .flatten()
-        .filter(|c| report_set[c.name.index()])
-        .map(|mut c| {
-            c.message = scrub(&c.message, &secrets);
-            c
-        })
-        .collect();
+    let checks: Vec<CheckResult> =
+        [database, redis, application, graphql, filesystem, performance, maintenance]
+            .into_iter()
+            .flatten()
+            .filter(|c| report_set[c.name.index()])
+            .map(|mut c| {
+                c.message = scrub(&c.message, &secrets);
+                c
+            })
+            .collect();
     let overall = checks.iter().map(|c| c.status).max().unwrap_or_default();
     Report { overall, timestamp, checks, skipped, total_duration: started.elapsed() }
 }
