@@ -15,10 +15,17 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     stack::up(&stack::Layout::new(root))?;
     let mut cmd = util::command(cargo());
     if has_nextest() {
-        cmd.args(["nextest", "run", "--workspace"]);
+        cmd.args(["nextest", "run"]);
     } else {
         util::stdout_line("cargo-nextest is not installed: running `cargo test` instead");
-        cmd.args(["test", "--workspace"]);
+        cmd.arg("test");
+    }
+    // `-p crate` narrows the run; with `--workspace` beside it cargo would still build everything.
+    if !args
+        .iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2))
+    {
+        cmd.arg("--workspace");
     }
     cmd.args(args).current_dir(root);
     util::stdout_line(&format!("$ {}", util::display(&cmd)));

@@ -13,4 +13,5 @@ pub mod lock;
 pub mod output;
 pub mod process;
 pub mod redis;
+pub mod schema_store;
 pub mod secret;

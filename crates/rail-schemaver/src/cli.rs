@@ -25,8 +25,44 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 
+    #[command(flatten)]
+    pub store: StoreArgs,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Environment variable choosing the store kind.
+pub const ENV_SCHEMA_STORE: &str = "RAIL_SCHEMA_STORE";
+/// Environment variable naming the directory store's directory.
+pub const ENV_SCHEMA_DIR: &str = "RAIL_SCHEMA_DIR";
+/// Environment variable with the PostgreSQL URL (postgres store, import-legacy).
+pub const ENV_DATABASE_URL: &str = "DATABASE_URL";
+/// Environment variable with the app's GraphQL endpoint, the default for capturing its schema.
+pub const ENV_GRAPHQL_URL: &str = "GRAPHQL_URL";
+
+/// Where schema versions are kept.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct StoreArgs {
+    /// Store kind: a directory (no database needed) or PostgreSQL (DATABASE_URL)
+    #[arg(long, global = true, value_enum, env = ENV_SCHEMA_STORE, value_name = "KIND")]
+    pub store: Option<StoreKind>,
+
+    /// Directory of the dir store [default: ./schema_versions]
+    #[arg(long, global = true, env = ENV_SCHEMA_DIR, value_name = "DIR")]
+    pub schema_dir: Option<PathBuf>,
+
+    /// PostgreSQL URL for the postgres store and import-legacy
+    #[arg(long, global = true, env = ENV_DATABASE_URL, hide_env_values = true, value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// Which schema store to use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum StoreKind {
+    #[default]
+    Dir,
+    Postgres,
 }
 
 /// Where a schema comes from: a file (SDL or introspection JSON; `-` is stdin) or a running endpoint.
@@ -36,7 +72,7 @@ pub struct SchemaSource {
     #[arg(long, value_name = "FILE", conflicts_with = "from_url")]
     pub schema: Option<PathBuf>,
 
-    /// Introspect the schema of a running GraphQL endpoint
+    /// Introspect the schema of a running GraphQL endpoint [default: GRAPHQL_URL]
     #[arg(long, value_name = "URL")]
     pub from_url: Option<String>,
 }
@@ -72,6 +108,7 @@ pub enum Command {
     },
     /// Show one version's details and SDL
     Show {
+        /// A stored version, or `active`
         #[arg(long = "version", value_name = "V")]
         version: String,
         #[arg(long, value_enum, default_value_t)]
@@ -79,17 +116,17 @@ pub enum Command {
     },
     /// Diff two versions (--from/--to) or two files, classifying each change
     Compare {
-        /// Stored version to compare from
+        /// Stored version to compare from (or `active`)
         #[arg(long, value_name = "V1", requires = "to", conflicts_with_all = ["old", "new"])]
         from: Option<String>,
-        /// Stored version to compare to
+        /// Stored version to compare to (or `active`)
         #[arg(long, value_name = "V2", requires = "from")]
         to: Option<String>,
-        /// Old schema file (SDL or introspection JSON)
+        /// Old schema: SDL or introspection JSON file, `-` for stdin, or an http(s) URL to introspect
         #[arg(requires = "new")]
-        old: Option<PathBuf>,
-        /// New schema file (SDL or introspection JSON)
-        new: Option<PathBuf>,
+        old: Option<String>,
+        /// New schema: SDL or introspection JSON file, `-` for stdin, or an http(s) URL to introspect
+        new: Option<String>,
         #[arg(long, value_enum, default_value_t)]
         format: DiffFormat,
         /// Exit 1 when a change of this level (or worse) is found
@@ -123,7 +160,11 @@ pub enum Command {
         format: OutputFormat,
     },
     /// Check that every stored version parses, validates and matches its checksum
-    Validate,
+    Validate {
+        /// Validate this file instead of the stored versions
+        #[arg(long, value_name = "FILE")]
+        schema: Option<PathBuf>,
+    },
     /// Re-capture the running schema; store a new patch version if it changed
     Refresh {
         /// Endpoint to introspect (default: the configured GraphQL URL)
@@ -134,7 +175,14 @@ pub enum Command {
         activate: bool,
     },
     /// Import versions from the old Django table rail_django_graphql_schema_versions
-    ImportLegacy,
+    ///
+    /// The table (in DATABASE_URL) holds the metadata; the SDL comes from the old tool's
+    /// schema_v<version>.graphql files in --legacy-dir.
+    ImportLegacy {
+        /// The old tool's schema_versions directory [default: the dir store's directory]
+        #[arg(long, value_name = "DIR")]
+        legacy_dir: Option<PathBuf>,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

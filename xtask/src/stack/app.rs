@@ -93,10 +93,20 @@ fn ensure_release(
 ) -> Result<PathBuf> {
     let cached = layout.release_cache.join(version);
     let stamp = layout.release_cache.join(format!("{version}.fingerprint"));
-    if cached.is_dir() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == fingerprint) {
+    let fresh =
+        || cached.is_dir() && fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == fingerprint);
+    if fresh() {
         return Ok(cached);
     }
     fs::create_dir_all(&layout.release_cache)?;
+    // The testkit builds into the same cache under the same lock (rail_testkit::built_release).
+    let lock = fs::File::create(layout.release_cache.join(format!(".{version}.lock")))?;
+    let _guard = nix::fcntl::Flock::lock(lock.into_parts().0, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, err)| err)
+        .context("locking the release cache")?;
+    if fresh() {
+        return Ok(cached);
+    }
     let staging = layout.release_cache.join(format!(".build-{version}-{}", util::random_hex(4)?));
     util::run_captured(
         util::command(python)

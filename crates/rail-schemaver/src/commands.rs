@@ -1,0 +1,680 @@
+//! One function per subcommand: read schemas, talk to the store, print the outcome.
+
+use std::collections::HashSet;
+use std::io::{IsTerminal as _, Read as _};
+use std::path::{Path, PathBuf};
+
+use anyhow::anyhow;
+use rail_core::cli::OutputFormat;
+use rail_core::exit;
+use rail_core::output::{stderr_line, stdout_line};
+use rail_core::schema_store::{
+    parse_version, read_legacy_versions, sha256_hex, ActivationReason, NewVersion, SchemaStore,
+    SchemaStoreError, StoredVersion, VersionInfo, LEGACY_TABLE,
+};
+use serde_json::json;
+
+use crate::cli::{Cli, Command, DiffFormat, FailOn, SchemaSource, ENV_GRAPHQL_URL};
+use crate::diff::{self, Change, Counts, Level};
+use crate::schema::{self, Loaded, MAX_SCHEMA_BYTES};
+use crate::{capture, settings, Fail};
+
+/// What every command needs besides its own arguments.
+struct Ctx {
+    quiet: bool,
+    colour: bool,
+}
+
+impl Ctx {
+    fn warn(&self, message: &str) {
+        if !self.quiet {
+            stderr_line(&format!("warning: {message}"));
+        }
+    }
+}
+
+fn print(text: &str) -> Result<(), Fail> {
+    stdout_line(text).map_err(|e| Fail::failed(anyhow!(e).context("cannot write to stdout")))
+}
+
+/// Run the parsed command line; `Ok` carries the exit code.
+pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
+    let colour = std::io::stdout().is_terminal()
+        && !cli.log.no_color
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let ctx = Ctx { quiet: cli.log.quiet, colour };
+    let store_args = cli.store;
+    let open = || async {
+        let location = settings::store_location(&store_args)?;
+        SchemaStore::open(&location).await.map_err(Fail::from)
+    };
+    match cli.command {
+        Command::Create { version, description, source, activate } => {
+            let version = parse_version(&version)?;
+            let (loaded, origin) = read_source(&source, &ctx).await?;
+            create(&ctx, &open().await?, version, description, loaded, origin, activate).await
+        }
+        Command::Activate { version } => {
+            let version = parse_version(&version)?;
+            match open()
+                .await?
+                .activate(&version, ActivationReason::Activate, &settings::actor())
+                .await?
+            {
+                Some(a) => match a.previous {
+                    Some(prev) => {
+                        print(&format!("Activated schema version {} (was {prev})", a.version))?
+                    }
+                    None => print(&format!("Activated schema version {}", a.version))?,
+                },
+                None => print(&format!("Schema version {version} is already active"))?,
+            }
+            Ok(exit::SUCCESS)
+        }
+        Command::List { active_only, format } => list(&open().await?, active_only, format).await,
+        Command::Show { version, format } => show(&open().await?, &version, format).await,
+        Command::Compare { from, to, old, new, format, fail_on } => {
+            let (old, new) = match (from, to, old, new) {
+                (Some(from), Some(to), None, None) => {
+                    let store = open().await?;
+                    let old = load_stored(&store, &from).await?;
+                    let new = load_stored(&store, &to).await?;
+                    (old, new)
+                }
+                (None, None, Some(old), Some(new)) => {
+                    (read_pointer(&old, &ctx).await?.0, read_pointer(&new, &ctx).await?.0)
+                }
+                _ => {
+                    return Err(Fail::usage(anyhow!(
+                        "give two schema files (OLD NEW) or two stored versions (--from V1 --to V2)"
+                    )))
+                }
+            };
+            report(&ctx, &old.model, &new.model, format, fail_on)
+        }
+        Command::Check { source, against, format, fail_on } => {
+            let (new, _) = read_source(&source, &ctx).await?;
+            let store = open().await?;
+            let old = load_stored(&store, &against).await?;
+            report(&ctx, &old.model, &new.model, format, fail_on)
+        }
+        Command::Delete { version, force } => {
+            let version = parse_version(&version)?;
+            let info = open().await?.delete(&version, force).await?;
+            if info.is_active {
+                print(&format!(
+                    "Deleted schema version {} (it was active; no version is active now)",
+                    info.version
+                ))?;
+            } else {
+                print(&format!("Deleted schema version {}", info.version))?;
+            }
+            Ok(exit::SUCCESS)
+        }
+        Command::Rollback => {
+            let a = open().await?.rollback(&settings::actor()).await?;
+            match a.previous {
+                Some(prev) => {
+                    print(&format!("Rolled back to schema version {} (was {prev})", a.version))?
+                }
+                None => print(&format!("Rolled back to schema version {}", a.version))?,
+            }
+            Ok(exit::SUCCESS)
+        }
+        Command::History { format } => history(&open().await?, format).await,
+        Command::Validate { schema } => match schema {
+            Some(path) => validate_file(&path),
+            None => validate_store(&open().await?).await,
+        },
+        Command::Refresh { from_url, activate } => {
+            let source = SchemaSource { schema: None, from_url };
+            let (loaded, origin) = read_source(&source, &ctx).await?;
+            refresh(&ctx, &open().await?, loaded, &origin, activate).await
+        }
+        Command::ImportLegacy { legacy_dir } => {
+            let url = settings::database_url(&store_args)?;
+            let dir = legacy_dir.unwrap_or_else(|| settings::schema_dir(&store_args));
+            let rows = read_legacy_versions(&url).await?;
+            import_legacy(&ctx, &open().await?, rows, &dir).await
+        }
+        Command::Completions { .. } => Ok(exit::SUCCESS),
+    }
+}
+
+/// Turn a read schema's warnings into warnings on stderr.
+fn loaded(ctx: &Ctx, loaded: Loaded, name: &str) -> Loaded {
+    for w in &loaded.warnings {
+        ctx.warn(&format!("{name}: {w}"));
+    }
+    loaded
+}
+
+/// Read a file with the size limit; `-` is stdin.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, Fail> {
+    let name = path.display().to_string();
+    let too_large = || Fail::usage(schema::SchemaError::TooLarge { name: name.clone() });
+    let limit = MAX_SCHEMA_BYTES as u64 + 1;
+    let mut bytes = Vec::new();
+    if path.as_os_str() == "-" {
+        std::io::stdin()
+            .lock()
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Fail::usage(anyhow!(e).context("cannot read the schema from stdin")))?;
+    } else {
+        let file = fs_err::File::open(path).map_err(Fail::usage)?;
+        if file.metadata().is_ok_and(|m| m.len() >= limit) {
+            return Err(too_large());
+        }
+        file.take(limit)
+            .read_to_end(&mut bytes)
+            .map_err(|e| Fail::usage(anyhow!(e).context(format!("cannot read {name}"))))?;
+    }
+    if bytes.len() > MAX_SCHEMA_BYTES {
+        return Err(too_large());
+    }
+    Ok(bytes)
+}
+
+async fn fetch(url: &str, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
+    let shown = rail_core::secret::redact_url(url);
+    let bytes = capture::introspect(url).await.map_err(Fail::usage)?;
+    let l = schema::load(&bytes, &shown).map_err(Fail::usage)?;
+    Ok((loaded(ctx, l, &shown), shown))
+}
+
+/// A compare operand: a file, `-`, or an http(s) URL to introspect.
+async fn read_pointer(pointer: &str, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
+    if pointer.starts_with("http://") || pointer.starts_with("https://") {
+        return fetch(pointer, ctx).await;
+    }
+    let path = PathBuf::from(pointer);
+    let name = if pointer == "-" { "stdin".to_owned() } else { path.display().to_string() };
+    let l = schema::load(&read_bytes(&path)?, &name).map_err(Fail::usage)?;
+    Ok((loaded(ctx, l, &name), name))
+}
+
+/// `--schema FILE`, `--from-url URL`, or else GRAPHQL_URL.
+async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
+    if let Some(path) = &source.schema {
+        return read_pointer(&path.to_string_lossy(), ctx).await;
+    }
+    match settings::graphql_url(source.from_url.as_deref()) {
+        Some(url) => fetch(&url, ctx).await,
+        None => Err(Fail::usage(anyhow!(
+            "no schema given: pass --schema FILE (`-` for stdin) or --from-url URL, or set {ENV_GRAPHQL_URL}"
+        ))),
+    }
+}
+
+/// A stored version (or `active`) parsed into the model.
+async fn load_stored(store: &SchemaStore, which: &str) -> Result<Loaded, Fail> {
+    let stored = fetch_stored(store, which).await?;
+    let name = format!("schema version {}", stored.info.version);
+    schema::load(stored.sdl.as_bytes(), &name).map_err(Fail::usage)
+}
+
+async fn fetch_stored(store: &SchemaStore, which: &str) -> Result<StoredVersion, Fail> {
+    if which.trim() == "active" {
+        return store
+            .active()
+            .await?
+            .ok_or_else(|| Fail::usage(anyhow!("no schema version is active")));
+    }
+    Ok(store.get(&parse_version(which)?).await?)
+}
+
+fn report(
+    ctx: &Ctx,
+    old: &schema::Schema,
+    new: &schema::Schema,
+    format: DiffFormat,
+    fail_on: FailOn,
+) -> Result<u8, Fail> {
+    let changes = diff::diff_and_simplify(old, new);
+    let text = match format {
+        DiffFormat::Json => diff::render_json(&changes),
+        DiffFormat::Text => diff::render_text(&changes, ctx.colour),
+        DiffFormat::Markdown => diff::render_markdown(&changes),
+    };
+    print(&text)?;
+    Ok(if failing(&changes, fail_on) { exit::FAILED } else { exit::SUCCESS })
+}
+
+fn failing(changes: &[Change], fail_on: FailOn) -> bool {
+    changes.iter().any(|c| match fail_on {
+        FailOn::Breaking => c.level == Level::Breaking,
+        FailOn::Dangerous => c.level <= Level::Dangerous,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    ctx: &Ctx,
+    store: &SchemaStore,
+    version: semver::Version,
+    description: Option<String>,
+    loaded: Loaded,
+    origin: String,
+    activate: bool,
+) -> Result<u8, Fail> {
+    if !loaded.from_introspection {
+        let problems = schema::validate_sdl(&loaded.sdl, &origin).len();
+        if problems > 0 {
+            ctx.warn(&format!(
+                "{origin} has {problems} validation error(s); it is stored anyway, `schemaver validate` lists them"
+            ));
+        }
+    }
+    if let Some(active) = store.active().await? {
+        if active.info.sha256 == sha256_hex(&loaded.sdl) {
+            ctx.warn(&format!(
+                "the schema is identical to the active version {}",
+                active.info.version
+            ));
+        }
+    }
+    let metadata = json!({
+        "source": origin,
+        "format": if loaded.from_introspection { "introspection" } else { "sdl" },
+        "types": loaded.model.types.len(),
+        "tool": concat!("schemaver ", env!("CARGO_PKG_VERSION")),
+    });
+    let info = store
+        .create(NewVersion {
+            version,
+            description: description.unwrap_or_default(),
+            sdl: loaded.sdl,
+            created_by: settings::actor(),
+            created_at: None,
+            metadata,
+            activate: activate.then_some(ActivationReason::Activate),
+        })
+        .await?;
+    print(&format!(
+        "Created schema version {} ({} types, sha256 {}){}",
+        info.version,
+        loaded.model.types.len(),
+        &info.sha256[..12],
+        if info.is_active { ", now active" } else { "" }
+    ))?;
+    Ok(exit::SUCCESS)
+}
+
+fn short_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// Left-aligned columns, two spaces apart; the last column is not padded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let last = cells.len().saturating_sub(1);
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            out.push_str(cell);
+            if i < last {
+                out.extend(std::iter::repeat_n(' ', w - cell.chars().count() + 2));
+            }
+        }
+        out.trim_end().to_owned()
+    };
+    let mut out = vec![line(header.to_vec())];
+    out.extend(rows.iter().map(|r| line(r.iter().map(String::as_str).collect())));
+    out.join("\n")
+}
+
+async fn list(store: &SchemaStore, active_only: bool, format: OutputFormat) -> Result<u8, Fail> {
+    let mut versions = store.list().await?;
+    if active_only {
+        versions.retain(|v| v.is_active);
+    }
+    match format {
+        // `--active-only` gives the one object (or null), so `jq -r .version` works as it did with
+        // the old tool.
+        OutputFormat::Json if active_only => {
+            print(&serde_json::to_string_pretty(&versions.first()).unwrap_or_default())?;
+        }
+        OutputFormat::Json => print(&serde_json::to_string_pretty(&versions).unwrap_or_default())?,
+        OutputFormat::Text if versions.is_empty() => {
+            print(if active_only {
+                "No active schema version"
+            } else {
+                "No schema versions stored"
+            })?;
+        }
+        OutputFormat::Text => {
+            let rows: Vec<Vec<String>> = versions
+                .iter()
+                .map(|v| {
+                    vec![
+                        v.version.clone(),
+                        if v.is_active { "*".into() } else { String::new() },
+                        short_time(&v.created_at),
+                        v.created_by.clone(),
+                        v.sha256.chars().take(12).collect(),
+                        v.description.replace('\n', " "),
+                    ]
+                })
+                .collect();
+            print(&table(&["VERSION", "ACTIVE", "CREATED", "BY", "SHA256", "DESCRIPTION"], &rows))?;
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn show(store: &SchemaStore, which: &str, format: OutputFormat) -> Result<u8, Fail> {
+    let stored = fetch_stored(store, which).await?;
+    let info = &stored.info;
+    match format {
+        OutputFormat::Json => {
+            let mut value = serde_json::to_value(info).unwrap_or_default();
+            value["sdl"] = json!(stored.sdl);
+            value["checksum_ok"] = json!(sha256_hex(&stored.sdl) == info.sha256);
+            print(&serde_json::to_string_pretty(&value).unwrap_or_default())?;
+        }
+        OutputFormat::Text => {
+            let checksum = if sha256_hex(&stored.sdl) == info.sha256 {
+                ""
+            } else {
+                "  (MISMATCH: the SDL was changed)"
+            };
+            print(&format!(
+                "Version:     {}{}\nCreated:     {} by {}\nSHA-256:     {}{checksum}\nDescription: {}\nMetadata:    {}\n\n{}",
+                info.version,
+                if info.is_active { " (active)" } else { "" },
+                short_time(&info.created_at),
+                info.created_by,
+                info.sha256,
+                info.description,
+                info.metadata,
+                stored.sdl.trim_end()
+            ))?;
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+async fn history(store: &SchemaStore, format: OutputFormat) -> Result<u8, Fail> {
+    let history = store.history().await?;
+    match format {
+        OutputFormat::Json => print(&serde_json::to_string_pretty(&history).unwrap_or_default())?,
+        OutputFormat::Text if history.is_empty() => print("No activations recorded")?,
+        OutputFormat::Text => {
+            let rows: Vec<Vec<String>> = history
+                .iter()
+                .map(|a| {
+                    vec![
+                        short_time(&a.at),
+                        a.version.clone(),
+                        a.previous.clone().unwrap_or_else(|| "-".into()),
+                        a.reason.as_str().to_owned(),
+                        a.by.clone(),
+                    ]
+                })
+                .collect();
+            print(&table(&["WHEN", "VERSION", "PREVIOUS", "REASON", "BY"], &rows))?;
+        }
+    }
+    Ok(exit::SUCCESS)
+}
+
+fn print_problems(name: &str, problems: &[String]) -> Result<(), Fail> {
+    print(&format!("{name}: {} problem(s)", problems.len()))?;
+    for p in problems {
+        print(&format!("  {}", p.replace('\n', "\n  ")))?;
+    }
+    Ok(())
+}
+
+fn validate_file(path: &Path) -> Result<u8, Fail> {
+    let name = path.display().to_string();
+    let bytes = read_bytes(path)?;
+    let problems = match schema::load(&bytes, &name) {
+        Err(e) => vec![format!("{:#}", anyhow!(e))],
+        Ok(l) if l.from_introspection => l.warnings,
+        Ok(l) => schema::validate_sdl(&l.sdl, &name),
+    };
+    if problems.is_empty() {
+        print(&format!("{name}: ok"))?;
+        Ok(exit::SUCCESS)
+    } else {
+        print_problems(&name, &problems)?;
+        Ok(exit::USAGE)
+    }
+}
+
+async fn validate_store(store: &SchemaStore) -> Result<u8, Fail> {
+    let versions = store.list().await?;
+    if versions.is_empty() {
+        print("No schema versions stored")?;
+        return Ok(exit::SUCCESS);
+    }
+    let mut failed = 0;
+    for info in &versions {
+        let name = format!("{}{}", info.version, if info.is_active { " (active)" } else { "" });
+        let sdl = match store.get(&parse_version(&info.version)?).await {
+            Ok(stored) => stored.sdl,
+            Err(e) => {
+                failed += 1;
+                print_problems(&name, &[format!("{:#}", anyhow!(e))])?;
+                continue;
+            }
+        };
+        let mut problems = Vec::new();
+        let actual = sha256_hex(&sdl);
+        if actual != info.sha256 {
+            problems
+                .push(format!("checksum mismatch: stored {}, SDL hashes to {actual}", info.sha256));
+        }
+        problems.extend(schema::validate_sdl(&sdl, &format!("schema_v{}.graphql", info.version)));
+        if problems.is_empty() {
+            print(&format!("{name}: ok"))?;
+        } else {
+            failed += 1;
+            print_problems(&name, &problems)?;
+        }
+    }
+    if failed == 0 {
+        print(&format!("All {} version(s) valid", versions.len()))?;
+        Ok(exit::SUCCESS)
+    } else {
+        print(&format!("{failed} of {} version(s) failed validation", versions.len()))?;
+        Ok(exit::USAGE)
+    }
+}
+
+/// The next patch version after `base` that is not taken.
+fn next_patch(base: &semver::Version, taken: &HashSet<String>) -> semver::Version {
+    let mut next = semver::Version::new(base.major, base.minor, base.patch + 1);
+    while taken.contains(&next.to_string()) {
+        next.patch += 1;
+    }
+    next
+}
+
+async fn refresh(
+    ctx: &Ctx,
+    store: &SchemaStore,
+    captured: Loaded,
+    origin: &str,
+    activate: bool,
+) -> Result<u8, Fail> {
+    let versions = store.list().await?;
+    let base: Option<VersionInfo> =
+        versions.iter().find(|v| v.is_active).or_else(|| versions.last()).cloned();
+    let taken: HashSet<String> = versions.iter().map(|v| v.version.clone()).collect();
+    let (version, description) = match &base {
+        None => (semver::Version::new(1, 0, 0), format!("captured from {origin}")),
+        Some(base) => {
+            let stored = store.get(&parse_version(&base.version)?).await?;
+            let old = schema::load(stored.sdl.as_bytes(), &base.version).map_err(Fail::usage)?;
+            let changes = diff::diff_and_simplify(&old.model, &captured.model);
+            if changes.is_empty() {
+                print(&format!("The running schema is unchanged since version {}", base.version))?;
+                return Ok(exit::SUCCESS);
+            }
+            let c = Counts::of(&changes);
+            let base_version = base.semver().ok_or_else(|| {
+                Fail::failed(anyhow!("stored version `{}` is not a semantic version", base.version))
+            })?;
+            (
+                next_patch(&base_version, &taken),
+                format!(
+                    "captured from {origin}: {} breaking, {} dangerous, {} safe change(s) since {}",
+                    c.breaking, c.dangerous, c.safe, base.version
+                ),
+            )
+        }
+    };
+    create(ctx, store, version, Some(description), captured, origin.to_owned(), activate).await
+}
+
+/// The old tool's free-text versions, made semantic where the intent is clear (`1.2` → `1.2.0`).
+fn legacy_version(raw: &str) -> Option<semver::Version> {
+    if let Ok(v) = parse_version(raw) {
+        return Some(v);
+    }
+    let bare = raw.trim().trim_start_matches(['v', 'V']);
+    let parts: Vec<&str> = bare.split('.').collect();
+    if (1..=2).contains(&parts.len())
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    {
+        let padded = format!("{bare}{}", ".0".repeat(3 - parts.len()));
+        return parse_version(&padded).ok();
+    }
+    None
+}
+
+async fn import_legacy(
+    ctx: &Ctx,
+    store: &SchemaStore,
+    rows: Vec<rail_core::schema_store::LegacyVersion>,
+    dir: &Path,
+) -> Result<u8, Fail> {
+    if rows.is_empty() {
+        print(&format!("The legacy table {LEGACY_TABLE} is empty; nothing to import"))?;
+        return Ok(exit::SUCCESS);
+    }
+    let mut imported = 0;
+    let mut skipped = 0;
+    let mut failed = 0;
+    let mut activate: Option<semver::Version> = None;
+    let by = settings::actor();
+    for row in &rows {
+        let raw = &row.version;
+        let Some(version) = legacy_version(raw) else {
+            ctx.warn(&format!("skipped legacy version `{raw}`: not a semantic version"));
+            failed += 1;
+            continue;
+        };
+        // The old tool named files after the raw version; only plain file names are followed.
+        if raw.is_empty() || raw.contains(['/', '\\', '\0']) || raw == "." || raw == ".." {
+            ctx.warn(&format!("skipped legacy version `{raw}`: unsafe file name"));
+            failed += 1;
+            continue;
+        }
+        let path = dir.join(format!("schema_v{raw}.graphql"));
+        let sdl = match read_bytes(&path).and_then(|b| {
+            String::from_utf8(b)
+                .map_err(|_| Fail::usage(anyhow!("{} is not valid UTF-8", path.display())))
+        }) {
+            Ok(sdl) => sdl,
+            Err(fail) => {
+                ctx.warn(&format!("skipped legacy version `{raw}`: {:#}", fail.error));
+                failed += 1;
+                continue;
+            }
+        };
+        let sha = sha256_hex(&sdl);
+        match store.get(&version).await {
+            Ok(existing) if existing.info.sha256 == sha => {
+                skipped += 1;
+                if row.is_active {
+                    activate.get_or_insert(version);
+                }
+                continue;
+            }
+            Ok(_) => {
+                ctx.warn(&format!("skipped legacy version `{raw}`: version {version} already exists with a different schema"));
+                failed += 1;
+                continue;
+            }
+            Err(SchemaStoreError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if !row.schema_hash.is_empty() && !row.schema_hash.eq_ignore_ascii_case(&sha) {
+            ctx.warn(&format!(
+                "legacy version `{raw}`: its file does not match the recorded hash (imported anyway)"
+            ));
+        }
+        let metadata = json!({
+            "imported_from": LEGACY_TABLE,
+            "legacy_version": raw,
+            "legacy_schema_hash": row.schema_hash,
+            "legacy_hash_matches": row.schema_hash.eq_ignore_ascii_case(&sha),
+            "migration_files": row.migration_files,
+            "rollback_instructions": row.rollback_instructions,
+            "legacy_metadata": row.metadata,
+        });
+        store
+            .create(NewVersion {
+                version: version.clone(),
+                description: row.description.clone(),
+                sdl,
+                created_by: if row.created_by.is_empty() {
+                    by.clone()
+                } else {
+                    row.created_by.clone()
+                },
+                created_at: Some(row.created_at),
+                metadata,
+                activate: None,
+            })
+            .await?;
+        imported += 1;
+        if row.is_active {
+            activate = Some(version);
+        }
+    }
+    if let Some(version) = activate {
+        if store.active().await?.is_none() {
+            store.activate(&version, ActivationReason::Import, &by).await?;
+            print(&format!("Activated schema version {version}, active in the legacy table"))?;
+        } else {
+            ctx.warn(&format!(
+                "kept the current active version; the legacy table had {version} active"
+            ));
+        }
+    }
+    print(&format!(
+        "Imported {imported} legacy version(s); {skipped} already present, {failed} could not be imported"
+    ))?;
+    Ok(if failed > 0 { exit::FAILED } else { exit::SUCCESS })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_versions_are_normalised_when_clear() {
+        assert_eq!(legacy_version("1.2").unwrap().to_string(), "1.2.0");
+        assert_eq!(legacy_version("v2").unwrap().to_string(), "2.0.0");
+        assert_eq!(legacy_version("1.2.3").unwrap().to_string(), "1.2.3");
+        assert!(legacy_version("backup-20240101-120000").is_none());
+        assert!(legacy_version("../../etc").is_none());
+    }
+
+    #[test]
+    fn next_patch_skips_taken_versions() {
+        let taken: HashSet<String> = ["1.2.1".to_owned()].into_iter().collect();
+        let base = semver::Version::parse("1.2.0-rc.1").unwrap();
+        assert_eq!(next_patch(&base, &taken).to_string(), "1.2.2");
+    }
+}
