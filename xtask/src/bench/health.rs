@@ -171,9 +171,12 @@ pub(crate) fn speed(root: &Path, opts: &Options) -> Result<()> {
         util::stdout_line(&format!("   {:<52} median {:>10}", side.label, ms(*m)));
     }
     let all = medians[0].as_secs_f64();
+    // `performance` alone runs the other probes to weigh their latencies, so it is "all" under another
+    // name; the target is measured against the slowest check that does one thing.
     let (slowest_index, slowest) = medians[1..=CHECKS.len()]
         .iter()
         .enumerate()
+        .filter(|(i, _)| CHECKS[*i] != "performance")
         .max_by_key(|(_, m)| **m)
         .map(|(i, m)| (i, m.as_secs_f64()))
         .expect("there are checks");

@@ -78,15 +78,8 @@ fn apply_latency(outcome: &mut Outcome, latency: Duration, t: &LatencyThresholds
     let status = latency_status(latency, t);
     if status > Status::Healthy {
         let limit = if status == Status::Critical { t.critical_latency } else { t.warning_latency };
-        outcome.escalate(
-            status,
-            &format!(
-                "slow: answered in {} ({} over {})",
-                fmt_duration(latency),
-                status,
-                fmt_threshold(limit.get())
-            ),
-        );
+        // The message already says how long the answer took; the reason says by how much that is too long.
+        outcome.escalate(status, &format!("slow ({status} over {})", fmt_threshold(limit.get())));
     }
 }
 

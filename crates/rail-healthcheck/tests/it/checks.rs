@@ -134,7 +134,7 @@ fn a_slow_app_is_a_warning_or_critical_by_thresholds() {
     assert!(check(&report, "application")["message"]
         .as_str()
         .unwrap()
-        .starts_with("slow: answered in"));
+        .starts_with("slow (warning over 100ms); HTTP 200 in "));
 
     env.set("RAIL_HEALTH__APPLICATION__WARNING_LATENCY", "50ms")
         .set("RAIL_HEALTH__APPLICATION__CRITICAL_LATENCY", "100ms");
