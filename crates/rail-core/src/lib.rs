@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod exit;
+pub mod health;
 pub mod journal;
 pub mod lock;
 pub mod maintenance;
