@@ -21,8 +21,8 @@ use crate::plan::Params;
 use crate::ENV_FAULT;
 
 /// Facts about the live system that a dry run shows; each is best effort and says why when unknown.
-#[derive(Debug, Default)]
-pub struct Facts {
+#[derive(Debug)]
+pub(crate) struct Facts {
     pub current_version: Option<String>,
     pub pending: Result<Vec<String>, String>,
     pub estimated_backup_bytes: Option<u64>,
@@ -35,9 +35,18 @@ pub struct Facts {
 
 impl Facts {
     /// Read everything a plan needs, changing nothing.
-    pub async fn gather(loaded: &Loaded, params: &Params) -> Facts {
+    pub(crate) async fn gather(loaded: &Loaded, params: &Params) -> Facts {
         let cfg = &loaded.config;
-        let mut facts = Facts { pending: Err("not read".into()), ..Facts::default() };
+        let mut facts = Facts {
+            current_version: None,
+            pending: Err("not read".into()),
+            estimated_backup_bytes: None,
+            free_bytes: None,
+            lock_holder: None,
+            interrupted: None,
+            newest_backup: None,
+            commands: BTreeMap::new(),
+        };
         facts.current_version = crate::services::current_version(cfg).await;
         let target = params.version.clone().or_else(|| facts.current_version.clone());
         let dir = release_dir(cfg, target.as_deref());
@@ -85,7 +94,7 @@ impl Facts {
 
 /// The directory `manage.py` runs in for `version`: the release directory with the `releases`
 /// backend, `app.dir` otherwise.
-pub fn release_dir(cfg: &Config, version: Option<&str>) -> PathBuf {
+pub(crate) fn release_dir(cfg: &Config, version: Option<&str>) -> PathBuf {
     let root = &cfg.services.releases.root;
     match (cfg.services.backend, version) {
         (rail_core::config::ServiceBackend::Releases, Some(v)) if !root.as_os_str().is_empty() => {
@@ -111,7 +120,7 @@ async fn estimate_backup(cfg: &Config, db: &DbTarget) -> anyhow::Result<u64> {
 }
 
 /// Total size of the regular files below `dir` (0 when it does not exist).
-pub fn tree_size(dir: &Path) -> u64 {
+pub(crate) fn tree_size(dir: &Path) -> u64 {
     let Ok(entries) = fs_err::read_dir(dir) else { return 0 };
     entries
         .flatten()
@@ -124,7 +133,7 @@ pub fn tree_size(dir: &Path) -> u64 {
 }
 
 /// Free bytes for an unprivileged writer on the filesystem holding `path`.
-pub fn free_space(path: &Path) -> anyhow::Result<u64> {
+pub(crate) fn free_space(path: &Path) -> anyhow::Result<u64> {
     let stat = nix::sys::statvfs::statvfs(path).with_context(|| format!("reading free space of {}", path.display()))?;
     Ok(stat.blocks_available() * stat.fragment_size())
 }
@@ -145,13 +154,13 @@ fn existing_ancestor(path: &Path) -> PathBuf {
 }
 
 /// The deploy's [`Actions`] against the real system.
-pub struct Real<'a> {
+pub(crate) struct Real<'a> {
     loaded: &'a Loaded,
     params: &'a Params,
     run_id: RunId,
     lock: &'a RunLock,
     /// Header that lets health checks through maintenance mode.
-    bypass: Option<(String, String)>,
+    bypass: Option<crate::maint::Bypass>,
     fault: Option<Fault>,
 }
 
@@ -187,7 +196,7 @@ fn die_now(step: &str, when: &str) -> ! {
 }
 
 impl<'a> Real<'a> {
-    pub fn new(loaded: &'a Loaded, params: &'a Params, run_id: &RunId, lock: &'a RunLock) -> anyhow::Result<Self> {
+    pub(crate) fn new(loaded: &'a Loaded, params: &'a Params, run_id: &RunId, lock: &'a RunLock) -> anyhow::Result<Self> {
         Ok(Self { loaded, params, run_id: run_id.clone(), lock, bypass: None, fault: Fault::from_env() })
     }
 
@@ -221,7 +230,7 @@ impl<'a> Real<'a> {
     }
 
     /// Stop any process group a dead run of this id left running (a migration it started, say).
-    pub fn stop_orphans(&self) {
+    pub(crate) fn stop_orphans(&self) {
         let path = self.children_file();
         let Ok(text) = fs_err::read_to_string(&path) else { return };
         for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
@@ -321,7 +330,7 @@ impl<'a> Real<'a> {
 
 /// Delete the keys matching `deploy.cache_key_pattern`, except rail's own (`rail:` prefix: the
 /// maintenance key must survive a cache clear).
-pub async fn clear_cache(cfg: &Config) -> anyhow::Result<u64> {
+pub(crate) async fn clear_cache(cfg: &Config) -> anyhow::Result<u64> {
     let mut conn = rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get()).await?;
     let mut cursor: u64 = 0;
     let mut deleted = 0u64;
@@ -390,7 +399,7 @@ impl Actions for Real<'_> {
             Step::Restart => crate::services::switch_and_restart(cfg, state.version_to.as_deref()).await,
             Step::PostChecks => crate::checks::until_healthy(cfg, self.bypass.as_ref()).await,
             Step::MaintenanceOff => crate::maint::disable(cfg).await,
-            Step::ActivateSchema => Ok(crate::schema::activate_served(cfg, &self.run_id).await),
+            Step::ActivateSchema => crate::schema::activate_served(cfg, &self.run_id).await,
             Step::Notify => Ok(Value::Null),
         }
     }
@@ -455,13 +464,13 @@ impl Actions for Real<'_> {
 }
 
 impl Real<'_> {
-    pub async fn notify_ending(&self, state: &RunState, ending: &Ending, duration: Duration) {
+    pub(crate) async fn notify_ending(&self, state: &RunState, ending: &Ending, duration: Duration) {
         crate::notes::send(self.cfg(), &self.run_id, state, ending, duration).await;
     }
 }
 
 /// `deploy maintenance on|off|status`.
-pub async fn maintenance_command(
+pub(crate) async fn maintenance_command(
     cli: &crate::Cli,
     loaded: &Loaded,
     action: &crate::cli::MaintenanceAction,

@@ -14,25 +14,25 @@ use crate::engine::RunState;
 
 /// What a rollback restores.
 #[derive(Debug, Clone, Copy)]
-pub struct Components {
+pub(crate) struct Components {
     pub database: bool,
     pub static_files: bool,
     pub schema: bool,
 }
 
 /// Take the run's backup set and verify it at `backup.verify`.
-pub async fn take(cfg: &Config, run_id: &RunId, state: &RunState) -> anyhow::Result<Value> {
+pub(crate) async fn take(cfg: &Config, run_id: &RunId, state: &RunState) -> anyhow::Result<Value> {
     let mut request = BackupRequest::new(format!("deploy {run_id}"));
     request.app_version = state.version_from.clone();
     request.schema = crate::schema::active_snapshot(cfg).await;
     let set = backup::create(cfg, &request).await.context("taking the backup")?;
-    let report = backup::verify::verify(cfg, &set.name, cfg.backup.verify, &NoProgress)
+    let report = backup::verify(cfg, &set.name, cfg.backup.verify, &NoProgress)
         .await
         .context("verifying the backup")?;
     if !report.ok() {
         bail!("backup {} failed verification: {}", set.name, report.summary());
     }
-    let size = set.manifest().map_or(0, backup::manifest::Manifest::total_size);
+    let size = set.manifest().map_or(0, backup::Manifest::total_size);
     Ok(json!({
         "backup": set.name,
         "bytes": size,
@@ -41,7 +41,7 @@ pub async fn take(cfg: &Config, run_id: &RunId, state: &RunState) -> anyhow::Res
 }
 
 /// The commands a backup would run, for the dry-run plan.
-pub fn commands(cfg: &Config) -> Vec<String> {
+pub(crate) fn commands(cfg: &Config) -> Vec<String> {
     let mut out = vec![format!(
         "pg_dump --format={} … > {}/backup_<time>/{}",
         match cfg.backup.format {
@@ -61,7 +61,7 @@ pub fn commands(cfg: &Config) -> Vec<String> {
 }
 
 /// The newest complete set, if any.
-pub fn newest(cfg: &Config) -> Option<String> {
+pub(crate) fn newest(cfg: &Config) -> Option<String> {
     backup::list(cfg)
         .ok()?
         .into_iter()
@@ -71,7 +71,7 @@ pub fn newest(cfg: &Config) -> Option<String> {
 
 /// Restore `components` of the set `name`; `during` is called between preparing the restore (slow,
 /// nothing live changes) and switching it in (fast), where a crash tests the switch's recovery.
-pub async fn restore(
+pub(crate) async fn restore(
     cfg: &Config,
     run_id: &RunId,
     name: &str,

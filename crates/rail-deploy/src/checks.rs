@@ -12,7 +12,7 @@ use crate::maint::Bypass;
 
 /// Poll the configured checks until every one is healthy (a warning counts as passing: the app
 /// answers), or fail with the last report's failing checks.
-pub async fn until_healthy(cfg: &Config, bypass: Option<&Bypass>) -> anyhow::Result<Value> {
+pub(crate) async fn until_healthy(cfg: &Config, bypass: Option<&Bypass>) -> anyhow::Result<Value> {
     let selection = health::parse_selection(&cfg.deploy.health_checks)?;
     let opts = RunOptions { timeout: None, extra_headers: bypass.into_iter().cloned().collect() };
     let started = Instant::now();

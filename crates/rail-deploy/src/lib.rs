@@ -55,7 +55,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     };
     let log_file = Some(loaded.config.monitoring.log_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     if let Err(e) = output::init_logging(&cli.log, log_file) {
-        output::report_error(&e);
+        output::report_error(&anyhow::Error::new(e));
         return ExitCode::from(exit::USAGE);
     }
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {

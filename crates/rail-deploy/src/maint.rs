@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 use crate::cli::MaintenanceAction;
 
 /// The header that lets rail's own checks through maintenance.
-pub type Bypass = (String, Secret);
+pub(crate) type Bypass = (String, Secret);
 
 /// Switch maintenance on (again: a fresh expiry and token) for the run.
-pub async fn enable(cfg: &Config, run_id: &RunId, reason: &str) -> anyhow::Result<(Value, Option<Bypass>)> {
+pub(crate) async fn enable(cfg: &Config, run_id: &RunId, reason: &str) -> anyhow::Result<(Value, Option<Bypass>)> {
     let state = maintenance::enable(cfg, run_id.as_str(), reason, cfg.maintenance.ttl.get())
         .await
         .context("switching maintenance on")?;
@@ -33,7 +33,7 @@ pub async fn enable(cfg: &Config, run_id: &RunId, reason: &str) -> anyhow::Resul
 }
 
 /// Switch maintenance off.
-pub async fn disable(cfg: &Config) -> anyhow::Result<Value> {
+pub(crate) async fn disable(cfg: &Config) -> anyhow::Result<Value> {
     let warnings = maintenance::disable(cfg).await.context("switching maintenance off")?;
     for warning in &warnings {
         tracing::warn!("maintenance: {warning}");
@@ -42,7 +42,7 @@ pub async fn disable(cfg: &Config) -> anyhow::Result<Value> {
 }
 
 /// `deploy maintenance on|off|status`.
-pub async fn command(cli: &crate::Cli, loaded: &Loaded, action: &MaintenanceAction) -> anyhow::Result<u8> {
+pub(crate) async fn command(cli: &crate::Cli, loaded: &Loaded, action: &MaintenanceAction) -> anyhow::Result<u8> {
     let cfg = &loaded.config;
     let json_out = cli.format == OutputFormat::Json;
     match action {

@@ -9,7 +9,7 @@ use rail_core::notify::{self, Event, Notification};
 use crate::engine::{Ending, RunState};
 
 /// Send the run's outcome to every configured channel. Failures are logged, never raised.
-pub async fn send(cfg: &Config, run_id: &RunId, state: &RunState, ending: &Ending, duration: Duration) {
+pub(crate) async fn send(cfg: &Config, run_id: &RunId, state: &RunState, ending: &Ending, duration: Duration) {
     let (event, message) = match ending {
         Ending::Success => (Event::DeploySucceeded, "deploy succeeded".to_owned()),
         Ending::FailedClean(f) | Ending::FailedKept(f) => {

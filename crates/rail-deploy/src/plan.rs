@@ -19,7 +19,7 @@ use crate::UsageError;
 
 /// What the command line asked for, validated.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Params {
+pub(crate) struct Params {
     /// App version to deploy; `None` redeploys the running version.
     pub version: Option<String>,
     /// `APP:MIGRATION` of `--migrate-to`.
@@ -29,7 +29,7 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn resolve(args: &RunArgs, loaded: &Loaded) -> anyhow::Result<Self> {
+    pub(crate) fn resolve(args: &RunArgs, loaded: &Loaded) -> anyhow::Result<Self> {
         if let Some(v) = &args.app_version {
             validate_version(v)?;
         }
@@ -45,18 +45,18 @@ impl Params {
         })
     }
 
-    pub fn migrate_target(&self) -> Option<MigrateTarget> {
+    pub(crate) fn migrate_target(&self) -> Option<MigrateTarget> {
         self.migrate_to.as_deref().and_then(|t| t.parse().ok())
     }
 
     /// Whether a failed run may roll back by itself.
-    pub fn rollback_allowed(&self, cfg: &Config) -> bool {
+    pub(crate) fn rollback_allowed(&self, cfg: &Config) -> bool {
         !self.no_rollback && cfg.deploy.rollback_on_failure
     }
 }
 
 /// App versions become directory names and image tags: letters, digits, `.`, `_`, `-`, no `..`.
-pub fn validate_version(v: &str) -> anyhow::Result<()> {
+pub(crate) fn validate_version(v: &str) -> anyhow::Result<()> {
     let ok = !v.is_empty()
         && v.len() <= 128
         && !v.contains("..")
@@ -74,7 +74,7 @@ pub fn validate_version(v: &str) -> anyhow::Result<()> {
 
 /// One step of the plan.
 #[derive(Debug, Clone, Serialize)]
-pub struct PlannedStep {
+pub(crate) struct PlannedStep {
     pub step: String,
     pub what: String,
     /// Argument vectors, secrets redacted.
@@ -84,7 +84,7 @@ pub struct PlannedStep {
 
 /// What a run would do, computed against the live system.
 #[derive(Debug, Clone, Serialize)]
-pub struct Plan {
+pub(crate) struct Plan {
     pub environment: String,
     pub config_file: Option<String>,
     pub current_version: Option<String>,
@@ -103,7 +103,7 @@ pub struct Plan {
 }
 
 /// Compute the plan. Reads the database, the service backend and the filesystem; changes nothing.
-pub async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Plan> {
+pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Plan> {
     let cfg = &loaded.config;
     let facts = crate::actions::Facts::gather(loaded, params).await;
     let steps = engine::steps(cfg, params.no_backup)
@@ -221,7 +221,7 @@ fn bytes(n: Option<u64>) -> String {
 }
 
 /// Print the plan as text or JSON.
-pub fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
+pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
     if format == OutputFormat::Json {
         let text = serde_json::to_string_pretty(plan).context("rendering the plan")?;
         output::stdout_line(&text)?;

@@ -10,7 +10,7 @@ use crate::engine::Progress;
 
 /// One finished step, for the timeline and the JSON summary.
 #[derive(Debug, Clone, Serialize)]
-pub struct StepTiming {
+pub(crate) struct StepTiming {
     pub step: String,
     pub ok: bool,
     pub duration_ms: u64,
@@ -20,7 +20,7 @@ pub struct StepTiming {
 
 /// Prints step lines and keeps the timeline.
 #[derive(Debug, Default)]
-pub struct Lines {
+pub(crate) struct Lines {
     /// Print to stderr instead of stdout (stdout is reserved for JSON).
     pub to_stderr: bool,
     pub quiet: bool,
@@ -59,7 +59,7 @@ impl Progress for Lines {
 }
 
 /// `1.234s`, `350ms`, `2m 05s`.
-pub fn format_duration(d: Duration) -> String {
+pub(crate) fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {
         format!("{ms}ms")
@@ -71,7 +71,7 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// The timeline as aligned text lines.
-pub fn timeline_text(timeline: &[StepTiming]) -> Vec<String> {
+pub(crate) fn timeline_text(timeline: &[StepTiming]) -> Vec<String> {
     let width = timeline.iter().map(|t| t.step.len()).max().unwrap_or(0);
     let total: u64 = timeline.iter().map(|t| t.duration_ms).sum();
     let mut lines: Vec<String> = timeline

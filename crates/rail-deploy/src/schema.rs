@@ -6,7 +6,7 @@ use rail_core::config::{Config, SchemaStoreKind};
 use rail_core::schema_store::{ActivationReason, SchemaStore, StoreLocation};
 
 /// Where the configured schema store is, if one is usable.
-pub fn location(cfg: &Config) -> Option<StoreLocation> {
+pub(crate) fn location(cfg: &Config) -> Option<StoreLocation> {
     match cfg.schema.store {
         SchemaStoreKind::Dir => {
             let dir = &cfg.schema.directory;
@@ -17,17 +17,24 @@ pub fn location(cfg: &Config) -> Option<StoreLocation> {
 }
 
 /// The active schema version and its SDL, for the backup set.
-pub async fn active_snapshot(cfg: &Config) -> Option<SchemaSnapshot> {
+pub(crate) async fn active_snapshot(cfg: &Config) -> Option<SchemaSnapshot> {
     let store = SchemaStore::open(&location(cfg)?).await.ok()?;
     let active = store.active().await.ok()??;
     Some(SchemaSnapshot { version: active.info.version.clone(), sdl: active.sdl })
 }
 
 /// Make `version` the active one again (a rollback).
-pub async fn reactivate(cfg: &Config, version: &str, by: &str) -> anyhow::Result<()> {
+pub(crate) async fn reactivate(cfg: &Config, version: &str, by: &str) -> anyhow::Result<()> {
     let Some(location) = location(cfg) else { return Ok(()) };
     let store = SchemaStore::open(&location).await?;
     let version = rail_core::schema_store::parse_version(version)?;
     store.activate(&version, ActivationReason::Restore, by).await?;
     Ok(())
+}
+
+/// Capture the schema the app serves now and make it the active version (a new patch version when it
+/// changed). Failures are reported in the step's data, not raised: the deploy is already live.
+pub(crate) async fn activate_served(cfg: &Config, run_id: &rail_core::journal::RunId) -> anyhow::Result<serde_json::Value> {
+    let _ = (cfg, run_id);
+    anyhow::bail!("schema activation is not wired yet")
 }

@@ -6,13 +6,13 @@ use rail_core::service::{self, Action, ServiceController};
 use serde_json::{json, Value};
 
 /// The app version running now, when the backend can tell.
-pub async fn current_version(cfg: &Config) -> Option<String> {
+pub(crate) async fn current_version(cfg: &Config) -> Option<String> {
     let controller = service::controller(cfg).ok()?;
     controller.current_version().await.ok().flatten()
 }
 
 /// Refuse an app version that is not a valid name or, with the `releases` backend, has no release.
-pub fn check_version_exists(cfg: &Config, version: &str) -> anyhow::Result<()> {
+pub(crate) fn check_version_exists(cfg: &Config, version: &str) -> anyhow::Result<()> {
     service::validate_version(version)?;
     if cfg.services.backend == ServiceBackend::Releases {
         let dir = crate::django::release_dir(&cfg.services.releases.root, version);
@@ -24,7 +24,7 @@ pub fn check_version_exists(cfg: &Config, version: &str) -> anyhow::Result<()> {
 }
 
 /// The commands a restart on `version` would run, for the dry-run plan.
-pub fn restart_commands(cfg: &Config, version: Option<&str>) -> Vec<String> {
+pub(crate) fn restart_commands(cfg: &Config, version: Option<&str>) -> Vec<String> {
     match service::controller(cfg) {
         Ok(c) => c.plan(Action::Restart, &cfg.deploy.services, version),
         Err(e) => vec![format!("(service backend not usable: {e})")],
@@ -32,7 +32,7 @@ pub fn restart_commands(cfg: &Config, version: Option<&str>) -> Vec<String> {
 }
 
 /// Run `version` (the current one when `None`) and wait until the services say they are up.
-pub async fn switch_and_restart(cfg: &Config, version: Option<&str>) -> anyhow::Result<Value> {
+pub(crate) async fn switch_and_restart(cfg: &Config, version: Option<&str>) -> anyhow::Result<Value> {
     let controller = service::controller(cfg)?;
     let services = &cfg.deploy.services;
     controller.restart(services, version).await.context("restarting the services")?;
@@ -48,7 +48,7 @@ pub async fn switch_and_restart(cfg: &Config, version: Option<&str>) -> anyhow::
 }
 
 /// Stop the services (before a restore swaps the database under them).
-pub async fn stop(cfg: &Config) -> anyhow::Result<()> {
+pub(crate) async fn stop(cfg: &Config) -> anyhow::Result<()> {
     let controller = service::controller(cfg)?;
     controller.stop(&cfg.deploy.services).await?;
     Ok(())
