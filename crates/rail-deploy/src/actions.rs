@@ -81,12 +81,16 @@ impl Facts {
         if let Some(url) = cfg.database_url() {
             if let Ok(db) = DbTarget::parse(&url) {
                 facts.estimated_backup_bytes = estimate_backup(cfg, &db).await.ok();
-                facts.lock_holder =
-                    rail_core::lock::current_holder(&db).await.ok().flatten().map(|h| h.to_string());
+                facts.lock_holder = rail_core::lock::current_holder(&db)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|h| h.to_string());
             }
         }
         facts.free_bytes = free_space(&existing_ancestor(&cfg.backup.directory)).ok();
-        facts.interrupted = crate::interrupted(loaded).ok().flatten().map(|s| crate::describe_interrupted(&s));
+        facts.interrupted =
+            crate::interrupted(loaded).ok().flatten().map(|s| crate::describe_interrupted(&s));
         facts.newest_backup = crate::backups::newest(cfg);
         facts
     }
@@ -134,7 +138,8 @@ pub(crate) fn tree_size(dir: &Path) -> u64 {
 
 /// Free bytes for an unprivileged writer on the filesystem holding `path`.
 pub(crate) fn free_space(path: &Path) -> anyhow::Result<u64> {
-    let stat = nix::sys::statvfs::statvfs(path).with_context(|| format!("reading free space of {}", path.display()))?;
+    let stat = nix::sys::statvfs::statvfs(path)
+        .with_context(|| format!("reading free space of {}", path.display()))?;
     Ok(stat.blocks_available() * stat.fragment_size())
 }
 
@@ -196,8 +201,20 @@ fn die_now(step: &str, when: &str) -> ! {
 }
 
 impl<'a> Real<'a> {
-    pub(crate) fn new(loaded: &'a Loaded, params: &'a Params, run_id: &RunId, lock: &'a RunLock) -> anyhow::Result<Self> {
-        Ok(Self { loaded, params, run_id: run_id.clone(), lock, bypass: None, fault: Fault::from_env() })
+    pub(crate) fn new(
+        loaded: &'a Loaded,
+        params: &'a Params,
+        run_id: &RunId,
+        lock: &'a RunLock,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            loaded,
+            params,
+            run_id: run_id.clone(),
+            lock,
+            bypass: None,
+            fault: Fault::from_env(),
+        })
     }
 
     fn cfg(&self) -> &'a Config {
@@ -224,7 +241,9 @@ impl<'a> Real<'a> {
         }
         let mut stdout = running.stdout.take().expect("spawned with stdout piped");
         let mut captured = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut captured).await.context("reading the command's output")?;
+        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut captured)
+            .await
+            .context("reading the command's output")?;
         running.wait().await?;
         Ok(String::from_utf8_lossy(&captured).into_owned())
     }
@@ -252,13 +271,20 @@ impl<'a> Real<'a> {
         let cfg = self.cfg();
         let url = cfg.database_url().ok_or_else(|| self.loaded.missing("database.url"))?;
         let db = DbTarget::parse(&url)?;
-        let client = db.connect(cfg.database.connect_timeout.get(), "rail-deploy").await.context("database check")?;
+        let client = db
+            .connect(cfg.database.connect_timeout.get(), "rail-deploy")
+            .await
+            .context("database check")?;
         client.simple_query("SELECT 1").await.context("database check: SELECT 1 failed")?;
         if !cfg.redis.url.is_empty() {
-            let mut conn = rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
+            let mut conn =
+                rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
+                    .await
+                    .context("Redis check")?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut conn)
                 .await
-                .context("Redis check")?;
-            let _: String = redis::cmd("PING").query_async(&mut conn).await.context("Redis check: PING failed")?;
+                .context("Redis check: PING failed")?;
         }
         let version_from = crate::services::current_version(cfg).await;
         let version_to = self.params.version.clone().or_else(|| version_from.clone());
@@ -331,7 +357,8 @@ impl<'a> Real<'a> {
 /// Delete the keys matching `deploy.cache_key_pattern`, except rail's own (`rail:` prefix: the
 /// maintenance key must survive a cache clear).
 pub(crate) async fn clear_cache(cfg: &Config) -> anyhow::Result<u64> {
-    let mut conn = rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get()).await?;
+    let mut conn =
+        rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get()).await?;
     let mut cursor: u64 = 0;
     let mut deleted = 0u64;
     loop {
@@ -346,7 +373,11 @@ pub(crate) async fn clear_cache(cfg: &Config) -> anyhow::Result<u64> {
             .context("scanning cache keys")?;
         let doomed: Vec<Vec<u8>> = keys.into_iter().filter(|k| !k.starts_with(b"rail:")).collect();
         if !doomed.is_empty() {
-            let n: u64 = redis::cmd("UNLINK").arg(&doomed).query_async(&mut conn).await.context("deleting cache keys")?;
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&doomed)
+                .query_async(&mut conn)
+                .await
+                .context("deleting cache keys")?;
             deleted += n;
         }
         if next == 0 {
@@ -386,17 +417,26 @@ impl Actions for Real<'_> {
             Step::Migrate => {
                 let cmd = self.django(state).migrate(self.params.migrate_target().as_ref())?;
                 let out = self.run_tracked(step, cmd).await?;
-                let applied = out.lines().filter(|l| l.trim_start().starts_with("Applying ")).count();
+                let applied =
+                    out.lines().filter(|l| l.trim_start().starts_with("Applying ")).count();
                 Ok(json!({"applied": applied, "summary": format!("{applied} migrations applied")}))
             }
             Step::CollectStatic => {
                 let cmd = self.django(state).collectstatic()?;
                 let out = self.run_tracked(step, cmd).await?;
-                let summary = out.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_owned();
+                let summary = out
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
                 Ok(json!({"summary": summary}))
             }
             Step::CacheClear => self.cache_clear(state).await,
-            Step::Restart => crate::services::switch_and_restart(cfg, state.version_to.as_deref()).await,
+            Step::Restart => {
+                crate::services::switch_and_restart(cfg, state.version_to.as_deref()).await
+            }
             Step::PostChecks => crate::checks::until_healthy(cfg, self.bypass.as_ref()).await,
             Step::MaintenanceOff => crate::maint::disable(cfg).await,
             Step::ActivateSchema => crate::schema::activate_served(cfg, &self.run_id).await,
@@ -435,7 +475,9 @@ impl Actions for Real<'_> {
                 .context("restarting the previous app version")?;
             restored.push("app".to_owned());
         }
-        crate::checks::until_healthy(cfg, self.bypass.as_ref()).await.context("the restored system is not healthy")?;
+        crate::checks::until_healthy(cfg, self.bypass.as_ref())
+            .await
+            .context("the restored system is not healthy")?;
         if cfg.deploy.maintenance_mode {
             crate::maint::disable(cfg).await?;
         }
@@ -464,7 +506,12 @@ impl Actions for Real<'_> {
 }
 
 impl Real<'_> {
-    pub(crate) async fn notify_ending(&self, state: &RunState, ending: &Ending, duration: Duration) {
+    pub(crate) async fn notify_ending(
+        &self,
+        state: &RunState,
+        ending: &Ending,
+        duration: Duration,
+    ) {
         crate::notes::send(self.cfg(), &self.run_id, state, ending, duration).await;
     }
 }

@@ -91,9 +91,13 @@ pub(crate) async fn restore(
         app: false,
     };
     opts.progress = Arc::new(NoProgress);
-    let prepared = restore::prepare(cfg, &set, &opts).await.with_context(|| format!("preparing the restore of {name}"))?;
+    let prepared = restore::prepare(cfg, &set, &opts)
+        .await
+        .with_context(|| format!("preparing the restore of {name}"))?;
     during();
-    let outcome = restore::switch(cfg, prepared, &opts, None).await.with_context(|| format!("restoring {name}"))?;
+    let outcome = restore::switch(cfg, prepared, &opts, None)
+        .await
+        .with_context(|| format!("restoring {name}"))?;
     if outcome.database.is_some() {
         restored.push("database".into());
     }

@@ -22,7 +22,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use rail_core::config::{self, Loaded, LoadOptions};
+use rail_core::config::{self, LoadOptions, Loaded};
 use rail_core::journal::{self, audit, Journal, JournalState, RunId, RunKind};
 use rail_core::lock::{Holder, LockError, RunLock};
 use rail_core::{db::DbTarget, exit, output};
@@ -53,7 +53,8 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
-    let log_file = Some(loaded.config.monitoring.log_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+    let log_file =
+        Some(loaded.config.monitoring.log_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     if let Err(e) = output::init_logging(&cli.log, log_file) {
         output::report_error(&anyhow::Error::new(e));
         return ExitCode::from(exit::USAGE);
@@ -75,7 +76,9 @@ async fn dispatch(cli: &Cli, loaded: &Loaded) -> u8 {
         Some(Command::Status) => status(cli, loaded).await,
         Some(Command::History { limit }) => history(cli, loaded, *limit),
         Some(Command::Maintenance { action }) => maintenance(cli, loaded, action).await,
-        Some(Command::Completions { .. }) => unreachable!("handled before loading the configuration"),
+        Some(Command::Completions { .. }) => {
+            unreachable!("handled before loading the configuration")
+        }
     };
     match result {
         Ok(code) => code,
@@ -107,7 +110,11 @@ fn journal_dir(loaded: &Loaded) -> std::path::PathBuf {
     journal::dir(&loaded.config.backup.directory)
 }
 
-async fn take_lock(db: &DbTarget, run_id: &RunId, wait: Option<Duration>) -> anyhow::Result<RunLock> {
+async fn take_lock(
+    db: &DbTarget,
+    run_id: &RunId,
+    wait: Option<Duration>,
+) -> anyhow::Result<RunLock> {
     let holder = Holder::current(run_id, RunKind::Deploy);
     match RunLock::acquire(db, &holder, wait).await {
         Ok(lock) => Ok(lock),
@@ -159,7 +166,11 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
     // Only with the lock held is an unfinished journal surely a dead run and not one in progress.
     let dead = interrupted(loaded)?;
     let started = Instant::now();
-    let mut lines = progress::Lines { to_stderr: cli.format == rail_core::cli::OutputFormat::Json, quiet: cli.log.quiet, timeline: Vec::new() };
+    let mut lines = progress::Lines {
+        to_stderr: cli.format == rail_core::cli::OutputFormat::Json,
+        quiet: cli.log.quiet,
+        timeline: Vec::new(),
+    };
     let (ending, run_id, state) = if args.resume {
         let Some(dead) = dead else {
             output::stdout_line("nothing to resume: no interrupted deploy")?;
@@ -221,8 +232,9 @@ async fn resume(
 ) -> anyhow::Result<(Ending, RunId, RunState)> {
     let path = journal::path(&journal_dir(loaded), &dead.run_id);
     let (mut journal, state_on_disk) = Journal::reopen(&path)?;
-    let params: plan::Params = serde_json::from_value(state_on_disk.meta.get("params").cloned().unwrap_or_default())
-        .context("reading the interrupted run's parameters from its journal")?;
+    let params: plan::Params =
+        serde_json::from_value(state_on_disk.meta.get("params").cloned().unwrap_or_default())
+            .context("reading the interrupted run's parameters from its journal")?;
     let cfg = &loaded.config;
     let mut state = RunState { version_to: params.version.clone(), ..RunState::default() };
     let mut done: Vec<Step> = Vec::new();
@@ -245,7 +257,10 @@ async fn resume(
     let ending = if rolling_back {
         let failure = engine::StepFailure {
             step: Step::PreChecks,
-            error: anyhow::anyhow!("{} (resumed to finish its rollback)", describe_interrupted(&dead)),
+            error: anyhow::anyhow!(
+                "{} (resumed to finish its rollback)",
+                describe_interrupted(&dead)
+            ),
         };
         let ending = engine::rollback(&mut actions, lines, &mut journal, &mut state, failure).await;
         actions.notify_ending(&state, &ending, started.elapsed()).await;
@@ -260,13 +275,28 @@ async fn resume(
             todo.push(Step::MaintenanceOn);
         }
         todo.extend_from_slice(&all[first_open..]);
-        engine::run(&mut actions, lines, &mut journal, &mut state, &todo, params.rollback_allowed(cfg), started).await
+        engine::run(
+            &mut actions,
+            lines,
+            &mut journal,
+            &mut state,
+            &todo,
+            params.rollback_allowed(cfg),
+            started,
+        )
+        .await
     };
     journal.finish(ending.outcome())?;
     Ok((ending, dead.run_id, state))
 }
 
-fn append_audit(loaded: &Loaded, run_id: &RunId, ending: &Ending, state: &RunState, elapsed: Duration) {
+fn append_audit(
+    loaded: &Loaded,
+    run_id: &RunId,
+    ending: &Ending,
+    state: &RunState,
+    elapsed: Duration,
+) {
     let record = audit::AuditRecord {
         ts: chrono::Utc::now(),
         run_id: run_id.clone(),
@@ -345,7 +375,10 @@ fn report(
         if let Some(e) = failure {
             output::stderr_line(&format!("error: {e:#}"));
         }
-        output::stdout_line(&format!("deploy {run_id}: {outcome} ({})", progress::format_duration(elapsed)))?;
+        output::stdout_line(&format!(
+            "deploy {run_id}: {outcome} ({})",
+            progress::format_duration(elapsed)
+        ))?;
         for line in progress::timeline_text(&lines.timeline) {
             output::stdout_line(&line)?;
         }
@@ -422,4 +455,3 @@ pub(crate) fn audit_line(entry: &audit::AuditEntry) -> String {
 async fn maintenance(cli: &Cli, loaded: &Loaded, action: &MaintenanceAction) -> anyhow::Result<u8> {
     actions::maintenance_command(cli, loaded, action).await
 }
-

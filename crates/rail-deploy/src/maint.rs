@@ -16,7 +16,11 @@ use crate::cli::MaintenanceAction;
 pub(crate) type Bypass = (String, Secret);
 
 /// Switch maintenance on (again: a fresh expiry and token) for the run.
-pub(crate) async fn enable(cfg: &Config, run_id: &RunId, reason: &str) -> anyhow::Result<(Value, Option<Bypass>)> {
+pub(crate) async fn enable(
+    cfg: &Config,
+    run_id: &RunId,
+    reason: &str,
+) -> anyhow::Result<(Value, Option<Bypass>)> {
     let state = maintenance::enable(cfg, run_id.as_str(), reason, cfg.maintenance.ttl.get())
         .await
         .context("switching maintenance on")?;
@@ -42,7 +46,11 @@ pub(crate) async fn disable(cfg: &Config) -> anyhow::Result<Value> {
 }
 
 /// `deploy maintenance on|off|status`.
-pub(crate) async fn command(cli: &crate::Cli, loaded: &Loaded, action: &MaintenanceAction) -> anyhow::Result<u8> {
+pub(crate) async fn command(
+    cli: &crate::Cli,
+    loaded: &Loaded,
+    action: &MaintenanceAction,
+) -> anyhow::Result<u8> {
     let cfg = &loaded.config;
     let json_out = cli.format == OutputFormat::Json;
     match action {
@@ -71,7 +79,9 @@ pub(crate) async fn command(cli: &crate::Cli, loaded: &Loaded, action: &Maintena
                 output::stderr_line(&format!("warning: {warning}"));
             }
             if json_out {
-                output::stdout_line(&serde_json::to_string_pretty(&json!({"maintenance": "off", "warnings": warnings}))?)?;
+                output::stdout_line(&serde_json::to_string_pretty(
+                    &json!({"maintenance": "off", "warnings": warnings}),
+                )?)?;
             } else {
                 output::stdout_line("maintenance off")?;
             }
@@ -98,15 +108,30 @@ pub(crate) async fn command(cli: &crate::Cli, loaded: &Loaded, action: &Maintena
                     Some(info) => {
                         let age = info
                             .since
-                            .map(|s| crate::progress::format_duration((now - s).to_std().unwrap_or_default()))
+                            .map(|s| {
+                                crate::progress::format_duration(
+                                    (now - s).to_std().unwrap_or_default(),
+                                )
+                            })
                             .unwrap_or_else(|| "?".into());
-                        let state = if info.is_on() { "on" } else { "expired (the app ignores it; nginx still sees the file)" };
-                        let stale = if info.is_stale(cfg.maintenance.stale_after.get(), now) { ", STALE" } else { "" };
+                        let state = if info.is_on() {
+                            "on"
+                        } else {
+                            "expired (the app ignores it; nginx still sees the file)"
+                        };
+                        let stale = if info.is_stale(cfg.maintenance.stale_after.get(), now) {
+                            ", STALE"
+                        } else {
+                            ""
+                        };
                         output::stdout_line(&format!(
                             "maintenance {state} for {age}{stale}: run {}, reason {}, expires {}",
                             info.run_id.as_deref().unwrap_or("?"),
                             info.reason.as_deref().unwrap_or("?"),
-                            info.expires_at.map_or_else(|| "?".into(), |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()),
+                            info.expires_at.map_or_else(
+                                || "?".into(),
+                                |t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+                            ),
                         ))?;
                         if let Some(problem) = &info.problem {
                             output::stdout_line(&format!("flag file problem: {problem}"))?;

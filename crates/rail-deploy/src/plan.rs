@@ -153,7 +153,12 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
     })
 }
 
-fn describe(step: Step, cfg: &Config, params: &Params, facts: &crate::actions::Facts) -> PlannedStep {
+fn describe(
+    step: Step,
+    cfg: &Config,
+    params: &Params,
+    facts: &crate::actions::Facts,
+) -> PlannedStep {
     let commands = facts.commands.get(&step).cloned().unwrap_or_default();
     let what = match step {
         Step::PreChecks => {
@@ -257,7 +262,9 @@ pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
     out.push(format!("backup timing: {}", plan.backup_timing));
     out.push(format!("lock: {}", plan.lock_holder.as_deref().unwrap_or("free")));
     if let Some(run) = &plan.interrupted_run {
-        out.push(format!("interrupted run: {run} - a deploy is refused until it is resumed or rolled back"));
+        out.push(format!(
+            "interrupted run: {run} - a deploy is refused until it is resumed or rolled back"
+        ));
     }
     out.push(format!(
         "on failure: {}",

@@ -85,7 +85,11 @@ pub(crate) fn timeline_text(timeline: &[StepTiming]) -> Vec<String> {
             )
         })
         .collect();
-    lines.push(format!("  {:width$}  {:>9}", "total", format_duration(Duration::from_millis(total))));
+    lines.push(format!(
+        "  {:width$}  {:>9}",
+        "total",
+        format_duration(Duration::from_millis(total))
+    ));
     lines
 }
 
@@ -102,8 +106,20 @@ mod tests {
 
     #[test]
     fn timeline_is_aligned_and_totalled() {
-        let t = |step: &str, ms, ok| StepTiming { step: step.into(), ok, duration_ms: ms, detail: String::new() };
+        let t = |step: &str, ms, ok| StepTiming {
+            step: step.into(),
+            ok,
+            duration_ms: ms,
+            detail: String::new(),
+        };
         let lines = timeline_text(&[t("pre-checks", 120, true), t("migrate", 2500, false)]);
-        assert_eq!(lines, ["  pre-checks      120ms  ok", "  migrate         2.50s  FAILED", "  total           2.62s"]);
+        assert_eq!(
+            lines,
+            [
+                "  pre-checks      120ms  ok",
+                "  migrate         2.50s  FAILED",
+                "  total           2.62s"
+            ]
+        );
     }
 }

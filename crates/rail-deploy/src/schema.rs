@@ -34,7 +34,10 @@ pub(crate) async fn reactivate(cfg: &Config, version: &str, by: &str) -> anyhow:
 
 /// Capture the schema the app serves now and make it the active version (a new patch version when it
 /// changed). Failures are reported in the step's data, not raised: the deploy is already live.
-pub(crate) async fn activate_served(cfg: &Config, run_id: &rail_core::journal::RunId) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn activate_served(
+    cfg: &Config,
+    run_id: &rail_core::journal::RunId,
+) -> anyhow::Result<serde_json::Value> {
     let _ = (cfg, run_id);
     anyhow::bail!("schema activation is not wired yet")
 }

@@ -17,7 +17,10 @@ pub(crate) fn check_version_exists(cfg: &Config, version: &str) -> anyhow::Resul
     if cfg.services.backend == ServiceBackend::Releases {
         let dir = crate::django::release_dir(&cfg.services.releases.root, version);
         if !dir.is_dir() {
-            anyhow::bail!("release `{version}` does not exist: {} is not a directory", dir.display());
+            anyhow::bail!(
+                "release `{version}` does not exist: {} is not a directory",
+                dir.display()
+            );
         }
     }
     Ok(())
@@ -32,7 +35,10 @@ pub(crate) fn restart_commands(cfg: &Config, version: Option<&str>) -> Vec<Strin
 }
 
 /// Run `version` (the current one when `None`) and wait until the services say they are up.
-pub(crate) async fn switch_and_restart(cfg: &Config, version: Option<&str>) -> anyhow::Result<Value> {
+pub(crate) async fn switch_and_restart(
+    cfg: &Config,
+    version: Option<&str>,
+) -> anyhow::Result<Value> {
     let controller = service::controller(cfg)?;
     let services = &cfg.deploy.services;
     controller.restart(services, version).await.context("restarting the services")?;
