@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <command>` from anywhere in the workspace.
 //!
 //! Commands: `stack up|down|status` (the local stack of native PostgreSQL, Redis and the demo app),
-//! `test` (the stack, then the whole workspace's tests) and `ci` (format and lint checks, then `test`).
+//! `test` (the stack, then the whole workspace's tests), `ci` (format and lint checks, then `test`) and
+//! `bench` (timings of the binaries against the programs they replace).
 //! Each command lives in a module of its own; xtask changes to the workspace root first, so paths in
 //! the commands are relative to it.
 
@@ -10,6 +11,7 @@
 
 mod bench;
 mod ci;
+mod demo;
 mod envfile;
 mod stack;
 mod test;
@@ -25,12 +27,13 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  demo           the main job on the local stack: deploy v1, v2, v3-broken (rolls back), healthcheck, schemaver
   stack up       start PostgreSQL, Redis and the demo app under target/stack/ (idempotent)
   stack down     stop everything the stack and the tests started there
   stack status   say what runs
   test [ARGS]    bring the stack up, then run the workspace's tests (ARGS go to nextest / cargo test)
   ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`
-  bench NAME     benchmarks against the tools rail replaces (`bench help` lists them)";
+  bench [GROUP]  side-by-side timings against the programs rail replaces (`bench --help`)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -49,9 +52,10 @@ fn run(args: &[String]) -> Result<()> {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("stack") => stack::run(&root, rest),
-        Some("test") => test::run(&root, rest),
-        Some("ci") => ci::run(&root, rest),
         Some("bench") => bench::run(&root, rest),
+        Some("test") => test::run(&root, rest),
+        Some("demo") => demo::run(&root, rest),
+        Some("ci") => ci::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -34,11 +34,12 @@ pub struct Cli {
     #[arg(long, value_enum, default_value_t)]
     pub format: Format,
 
-    /// Timeout of each check (overrides the configured ones), e.g. 2s
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    /// Timeout of each check (overrides the configured ones), e.g. 2s or 500ms; a bare number is seconds
+    #[arg(long, value_name = "DURATION", value_parser = parse_interval)]
     pub timeout: Option<Duration>,
 
-    /// Run the checks repeatedly until stopped; alert on state changes only
+    /// Run the checks repeatedly until stopped (SIGINT/SIGTERM), printing a line per state change only
+    /// (NDJSON events with --format json); exports and pushes happen on every run
     #[arg(long)]
     pub monitor: bool,
 
@@ -46,11 +47,13 @@ pub struct Cli {
     #[arg(long, value_name = "DURATION", value_parser = parse_interval, default_value = "30s")]
     pub interval: Duration,
 
-    /// Send the configured notifications when a check is critical
+    /// Send a health alert through the configured notifications when a check goes critical (and, with
+    /// --monitor, when it recovers)
     #[arg(long)]
     pub alert_on_failure: bool,
 
-    /// Write the results as Prometheus text to FILE, atomically (node_exporter textfile collector)
+    /// Write the results to FILE atomically: Prometheus text for node_exporter's textfile collector, or
+    /// the JSON report when FILE ends in .json
     #[arg(long, value_name = "FILE")]
     pub export_metrics: Option<PathBuf>,
 
@@ -88,7 +91,8 @@ pub enum Command {
     },
 }
 
-/// `--interval` takes a duration (`30s`, `1m`) or, as the older tool did, a bare number of seconds.
+/// `--interval` and `--timeout` take a duration (`30s`, `1m`) or, as the older tool did, a bare number of
+/// seconds.
 fn parse_interval(raw: &str) -> Result<Duration, String> {
     if let Ok(secs) = raw.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
