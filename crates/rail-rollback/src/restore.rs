@@ -244,7 +244,7 @@ async fn restore_run(
     {
         let request = BackupRequest {
             name: None,
-            reason: format!("pre-rollback {}", run.id),
+            reason: format!("{} {}", backup::PRE_ROLLBACK_REASON, run.id),
             app_version: hooks::current_app_version(cfg).await,
             schema: hooks::active_schema(cfg).await,
             progress: Arc::clone(&progress),

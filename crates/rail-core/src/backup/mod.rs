@@ -919,14 +919,23 @@ pub(crate) fn directory_digest(files: &[FileEntry]) -> (u64, String) {
     (files.iter().map(|f| f.size).sum(), hex::encode(hasher.finalize()))
 }
 
+/// Reason prefix of the safety copy an in-place restore takes of the state it replaces.
+pub const PRE_ROLLBACK_REASON: &str = "pre-rollback";
+
 /// The newest complete set that passes verification at `level`, with the reports of those that did not.
+/// Safety copies taken before a rollback are passed over: restoring one would undo that rollback, which
+/// is never what "the previous version" means.
 pub async fn newest_verified(
     cfg: &Config,
     level: VerifyLevel,
     progress: &dyn Progress,
 ) -> Result<(BackupSet, Vec<VerifyReport>), BackupError> {
     let mut failed = Vec::new();
-    for entry in list(cfg)?.into_iter().filter(|e| e.status == SetStatus::Complete) {
+    let candidates = list(cfg)?.into_iter().filter(|e| {
+        e.status == SetStatus::Complete
+            && !e.manifest.as_ref().is_some_and(|m| m.reason.starts_with(PRE_ROLLBACK_REASON))
+    });
+    for entry in candidates {
         let report = verify(cfg, &entry.name, level, progress).await?;
         if report.ok() {
             return Ok((open(cfg, &entry.name, false)?, failed));

@@ -61,6 +61,10 @@ fn in_place_restore_is_exact_and_takes_a_safety_copy() {
         .map(|s| s["manifest"]["reason"].as_str().unwrap_or("").to_owned())
         .collect();
     assert!(reasons.iter().any(|r| r.starts_with("pre-rollback ")), "{reasons:?}");
+    // The safety copy is the newest set, but --previous means the version before, not undoing the rollback.
+    let out = env.rollback(&["rollback", "--previous", "--yes", "--strategy", "in-place"]);
+    out.assert_success();
+    assert!(out.stdout.contains("restored `b1`"), "{}", out.describe());
 }
 
 #[test]
