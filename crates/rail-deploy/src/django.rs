@@ -55,7 +55,8 @@ impl<'a> Django<'a> {
         // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): every value is
         // passed as a secret, so the logged command line never shows one. Keys rail sets itself below
         // from its own configuration are left out here.
-        const OWN: [&str; 5] = ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
+        const OWN: [&str; 5] =
+            ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
         for (key, value) in app_env(self.cfg)? {
             if !OWN.contains(&key.as_str()) {
                 cmd = cmd.secret_env(key, &Secret::new(value));
