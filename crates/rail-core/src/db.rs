@@ -118,7 +118,7 @@ impl DbTarget {
             match host {
                 tokio_postgres::config::Host::Tcp(h) => args.push(format!("--host={h}")),
                 tokio_postgres::config::Host::Unix(p) => {
-                    args.push(format!("--host={}", p.display()))
+                    args.push(format!("--host={}", p.display()));
                 }
             }
         }

@@ -206,15 +206,15 @@ impl<'a> Real<'a> {
         params: &'a Params,
         run_id: &RunId,
         lock: &'a RunLock,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             loaded,
             params,
             run_id: run_id.clone(),
             lock,
             bypass: None,
             fault: Fault::from_env(),
-        })
+        }
     }
 
     fn cfg(&self) -> &'a Config {
@@ -439,7 +439,7 @@ impl Actions for Real<'_> {
             }
             Step::PostChecks => crate::checks::until_healthy(cfg, self.bypass.as_ref()).await,
             Step::MaintenanceOff => crate::maint::disable(cfg).await,
-            Step::ActivateSchema => crate::schema::activate_served(cfg, &self.run_id).await,
+            Step::ActivateSchema => crate::schema::activate_served(self.loaded).await,
             Step::Notify => Ok(Value::Null),
         }
     }

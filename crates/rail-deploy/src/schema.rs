@@ -33,11 +33,34 @@ pub(crate) async fn reactivate(cfg: &Config, version: &str, by: &str) -> anyhow:
 }
 
 /// Capture the schema the app serves now and make it the active version (a new patch version when it
-/// changed). Failures are reported in the step's data, not raised: the deploy is already live.
+/// changed), with `schemaver refresh --activate` from beside this binary. The deploy is already live
+/// here, so a failure is reported in the step's data and the log, never raised.
 pub(crate) async fn activate_served(
-    cfg: &Config,
-    run_id: &rail_core::journal::RunId,
+    loaded: &rail_core::config::Loaded,
 ) -> anyhow::Result<serde_json::Value> {
-    let _ = (cfg, run_id);
-    anyhow::bail!("schema activation is not wired yet")
+    let schemaver = std::env::current_exe()?.with_file_name("schemaver");
+    if !schemaver.is_file() {
+        let warning =
+            format!("schemaver not found at {}: schema version not recorded", schemaver.display());
+        tracing::warn!("{warning}");
+        return Ok(serde_json::json!({"warning": warning, "summary": warning}));
+    }
+    let mut cmd = rail_core::process::Cmd::new(schemaver)
+        .args(["--environment", loaded.config.environment.as_str()])
+        .timeout(std::time::Duration::from_secs(120));
+    if let Some(file) = &loaded.file {
+        cmd = cmd.arg("--config").arg(file);
+    }
+    cmd = cmd.args(["refresh", "--activate"]);
+    match cmd.output().await {
+        Ok(out) => {
+            let text = out.stdout_text().trim().to_owned();
+            Ok(serde_json::json!({"summary": text}))
+        }
+        Err(e) => {
+            let warning = format!("the schema version was not recorded: {e:#}");
+            tracing::warn!("{warning}");
+            Ok(serde_json::json!({"warning": warning, "summary": warning}))
+        }
+    }
 }
