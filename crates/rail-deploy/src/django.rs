@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rail_core::config::Config;
 use rail_core::process::Cmd;
+use rail_core::secret::Secret;
 
 /// A `--migrate-to APP:MIGRATION` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,8 +52,15 @@ impl<'a> Django<'a> {
         let python = self.cfg.app.python.to_string_lossy();
         let expand = |s: &str| s.replace("{python}", &python);
         let mut cmd = Cmd::new(expand(program)).args(args.iter().map(|a| expand(a))).cwd(&self.dir);
+        // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): every value is
+        // passed as a secret, so the logged command line never shows one. Keys rail sets itself below
+        // from its own configuration are left out here.
+        const OWN: [&str; 5] =
+            ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
         for (key, value) in app_env(self.cfg)? {
-            cmd = cmd.env(key, value);
+            if !OWN.contains(&key.as_str()) {
+                cmd = cmd.secret_env(key, &Secret::new(value));
+            }
         }
         if let Some(url) = self.cfg.database_url() {
             cmd = cmd.secret_env("DATABASE_URL", &url);
@@ -163,6 +171,22 @@ mod tests {
             dj.showmigrations().unwrap().argv(),
             ["/venv/bin/python", "manage.py", "showmigrations", "--plan"]
         );
+    }
+
+    #[test]
+    fn app_env_file_values_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("app.env");
+        fs_err::write(&env_file, "SECRET_KEY=from-file\nDJANGO_TOKEN=tok-123\nDEBUG=0\n").unwrap();
+        let mut cfg = Config::default();
+        cfg.app.env_file = env_file;
+        cfg.app.secret_key = rail_core::secret::Secret::new("from-config");
+        let cmd = Django::new(&cfg, dir.path().to_owned()).migrate(None).unwrap();
+        let shown = cmd.display();
+        for secret in ["from-file", "tok-123", "from-config"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(shown.matches("SECRET_KEY=").count(), 1, "{shown}");
     }
 
     #[test]
