@@ -263,6 +263,26 @@ impl World {
     }
 }
 
+impl Drop for World {
+    /// A rollback keeps the database it replaced as `<name>__rail_pre_<time>` (its safety copy); the
+    /// world's database is dropped by `TestDb`, its copies here, so the shared cluster does not fill up.
+    fn drop(&mut self) {
+        let admin = rail_testkit::Stack::get().database_url_for("postgres");
+        let prefix = format!("{}__rail_", self.db.name());
+        let Ok(rows) = rail_testkit::query(&admin, "SELECT datname FROM pg_database") else {
+            return;
+        };
+        for name in rows.into_iter().filter_map(|r| r.into_iter().next().flatten()) {
+            if name.starts_with(&prefix) {
+                let _ = rail_testkit::query(
+                    &admin,
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                );
+            }
+        }
+    }
+}
+
 /// The events of one run's journal.
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
