@@ -286,6 +286,7 @@ impl<'a> Real<'a> {
                 .await
                 .context("Redis check: PING failed")?;
         }
+        crate::checks::healthy_before(cfg).await?;
         let version_from = crate::services::current_version(cfg).await;
         let version_to = self.params.version.clone().or_else(|| version_from.clone());
         if let Some(v) = &version_to {

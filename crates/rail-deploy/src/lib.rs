@@ -42,6 +42,14 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if cli.command.is_some() {
+        if let Some(flag) = cli.run.given_flag() {
+            output::stderr_line(&format!(
+                "error: {flag} belongs to a deploy run and cannot be used with a subcommand"
+            ));
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     if let Some(Command::Completions { shell }) = &cli.command {
         rail_core::cli::print_completions::<Cli>(*shell, "deploy");
         return ExitCode::SUCCESS;

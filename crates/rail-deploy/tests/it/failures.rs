@@ -114,7 +114,7 @@ fn a_service_that_never_starts_is_rolled_back() {
 /// The health check never passes (the health URL answers 404): the deploy fails in its
 /// post-checks naming the check, and rolls back.
 #[test]
-fn a_health_check_that_never_passes_is_rolled_back() {
+fn a_health_check_that_never_passes_stops_the_deploy_before_any_change() {
     let w = World::new("v1", &["v2"]);
     let before = logical_state(&w.db);
     let out = w
@@ -122,8 +122,11 @@ fn a_health_check_that_never_passes_is_rolled_back() {
         .env("RAIL_DEPLOY__HEALTH_CHECK_TIMEOUT", "3s")
         .env("RAIL_APP__HEALTH_URL", format!("{}/nope/", w.app.url()))
         .run();
-    assert_eq!(out.code, Some(4), "{}", out.describe());
-    assert!(out.stdout.contains("failed in post-checks"), "{}", out.describe());
+    // Unhealthy before anything changes: refused in the pre-checks (a new version that never becomes
+    // healthy while the old one was is rolled back: see `a_service_that_never_starts_is_rolled_back`).
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    assert!(out.stdout.contains("failed in pre-checks"), "{}", out.describe());
+    assert!(out.stderr.contains("not healthy before the deploy"), "{}", out.describe());
     assert!(out.stderr.contains("application"), "names the failing check\n{}", out.describe());
     assert_untouched(&w, &before, &out);
 }
