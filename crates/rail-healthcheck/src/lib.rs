@@ -249,7 +249,8 @@ async fn monitor(plan: &Plan, interval: Duration) -> u8 {
     let mut code = exit::SUCCESS;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    if plan.format == Format::Text {
+    // Change lines are text unless JSON was asked for (Prometheus text goes to the exports).
+    if plan.format != Format::Json {
         print(&format!(
             "{} monitoring {} every {}; changes only (Ctrl-C stops)",
             now(),
