@@ -236,7 +236,7 @@ impl SchemaStore {
             SchemaStore::Dir(s) => s.list()?,
             SchemaStore::Postgres(s) => s.list().await?,
         };
-        versions.sort_by(|a, b| a.semver().cmp(&b.semver()));
+        versions.sort_by_key(VersionInfo::semver);
         Ok(versions)
     }
 

@@ -97,7 +97,8 @@ async fn post(
         body.extend_from_slice(&chunk);
     }
     // A GraphQL server may answer errors with 4xx and a JSON body; that body is the useful message.
-    if !status.is_success() && !(status.as_u16() == 400 && body.first() == Some(&b'{')) {
+    let graphql_error = status.as_u16() == 400 && body.first() == Some(&b'{');
+    if !(status.is_success() || graphql_error) {
         let text = String::from_utf8_lossy(&body[..body.len().min(300)]).trim().to_owned();
         return Err(CaptureError::Status {
             url: shown.to_owned(),

@@ -63,7 +63,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             {
                 Some(a) => match a.previous {
                     Some(prev) => {
-                        print(&format!("Activated schema version {} (was {prev})", a.version))?
+                        print(&format!("Activated schema version {} (was {prev})", a.version))?;
                     }
                     None => print(&format!("Activated schema version {}", a.version))?,
                 },
@@ -77,12 +77,14 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             let (old, new) = match (from, to, old, new) {
                 (Some(from), Some(to), None, None) => {
                     let store = open().await?;
-                    let old = load_stored(&store, &from).await?;
-                    let new = load_stored(&store, &to).await?;
-                    (old, new)
+                    let old = stored_raw(&fetch_stored(&store, &from).await?);
+                    let new = stored_raw(&fetch_stored(&store, &to).await?);
+                    load_two(&ctx, &old, &new)?
                 }
                 (None, None, Some(old), Some(new)) => {
-                    (read_pointer(&old, &ctx).await?.0, read_pointer(&new, &ctx).await?.0)
+                    let old = raw_pointer(&old).await?;
+                    let new = raw_pointer(&new).await?;
+                    load_two(&ctx, &old, &new)?
                 }
                 _ => {
                     return Err(Fail::usage(anyhow!(
@@ -93,9 +95,10 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             report(&ctx, &old.model, &new.model, format, fail_on)
         }
         Command::Check { source, against, format, fail_on } => {
-            let (new, _) = read_source(&source, &ctx).await?;
+            let new = raw_source(&source).await?;
             let store = open().await?;
-            let old = load_stored(&store, &against).await?;
+            let old = stored_raw(&fetch_stored(&store, &against).await?);
+            let (old, new) = load_two(&ctx, &old, &new)?;
             report(&ctx, &old.model, &new.model, format, fail_on)
         }
         Command::Delete { version, force } => {
@@ -115,7 +118,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             let a = open().await?.rollback(&settings::actor()).await?;
             match a.previous {
                 Some(prev) => {
-                    print(&format!("Rolled back to schema version {} (was {prev})", a.version))?
+                    print(&format!("Rolled back to schema version {} (was {prev})", a.version))?;
                 }
                 None => print(&format!("Rolled back to schema version {}", a.version))?,
             }
@@ -151,7 +154,8 @@ fn loaded(ctx: &Ctx, loaded: Loaded, name: &str) -> Loaded {
 
 /// Read a file with the size limit; `-` is stdin.
 fn read_bytes(path: &Path) -> Result<Vec<u8>, Fail> {
-    let name = path.display().to_string();
+    let name =
+        if path.as_os_str() == "-" { "stdin".to_owned() } else { path.display().to_string() };
     let too_large = || Fail::usage(schema::SchemaError::TooLarge { name: name.clone() });
     let limit = MAX_SCHEMA_BYTES as u64 + 1;
     let mut bytes = Vec::new();
@@ -176,42 +180,63 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, Fail> {
     Ok(bytes)
 }
 
-async fn fetch(url: &str, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
-    let shown = rail_core::secret::redact_url(url);
-    let bytes = capture::introspect(url).await.map_err(Fail::usage)?;
-    let l = schema::load(&bytes, &shown).map_err(Fail::usage)?;
-    Ok((loaded(ctx, l, &shown), shown))
+/// `--schema FILE`, `--from-url URL`, or else GRAPHQL_URL.
+async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
+    let raw = raw_source(source).await?;
+    let l = schema::load(&raw.bytes, &raw.name).map_err(Fail::usage)?;
+    Ok((loaded(ctx, l, &raw.name), raw.name))
 }
 
-/// A compare operand: a file, `-`, or an http(s) URL to introspect.
-async fn read_pointer(pointer: &str, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
+/// A schema's bytes and the name to show for it, not parsed yet.
+struct Raw {
+    bytes: Vec<u8>,
+    name: String,
+}
+
+/// A compare operand's bytes: a file, `-`, or an http(s) URL to introspect.
+async fn raw_pointer(pointer: &str) -> Result<Raw, Fail> {
     if pointer.starts_with("http://") || pointer.starts_with("https://") {
-        return fetch(pointer, ctx).await;
+        let name = rail_core::secret::redact_url(pointer);
+        return Ok(Raw { bytes: capture::introspect(pointer).await.map_err(Fail::usage)?, name });
     }
     let path = PathBuf::from(pointer);
     let name = if pointer == "-" { "stdin".to_owned() } else { path.display().to_string() };
-    let l = schema::load(&read_bytes(&path)?, &name).map_err(Fail::usage)?;
-    Ok((loaded(ctx, l, &name), name))
+    Ok(Raw { bytes: read_bytes(&path)?, name })
 }
 
-/// `--schema FILE`, `--from-url URL`, or else GRAPHQL_URL.
-async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
+async fn raw_source(source: &SchemaSource) -> Result<Raw, Fail> {
     if let Some(path) = &source.schema {
-        return read_pointer(&path.to_string_lossy(), ctx).await;
+        return raw_pointer(&path.to_string_lossy()).await;
     }
     match settings::graphql_url(source.from_url.as_deref()) {
-        Some(url) => fetch(&url, ctx).await,
+        Some(url) => Ok(Raw {
+            bytes: capture::introspect(&url).await.map_err(Fail::usage)?,
+            name: rail_core::secret::redact_url(&url),
+        }),
         None => Err(Fail::usage(anyhow!(
             "no schema given: pass --schema FILE (`-` for stdin) or --from-url URL, or set {ENV_GRAPHQL_URL}"
         ))),
     }
 }
 
-/// A stored version (or `active`) parsed into the model.
-async fn load_stored(store: &SchemaStore, which: &str) -> Result<Loaded, Fail> {
-    let stored = fetch_stored(store, which).await?;
-    let name = format!("schema version {}", stored.info.version);
-    schema::load(stored.sdl.as_bytes(), &name).map_err(Fail::usage)
+fn stored_raw(stored: &StoredVersion) -> Raw {
+    Raw {
+        bytes: stored.sdl.clone().into_bytes(),
+        name: format!("schema version {}", stored.info.version),
+    }
+}
+
+/// Parse two schemas at once: parsing is most of a compare's time, and the two are independent.
+fn load_two(ctx: &Ctx, old: &Raw, new: &Raw) -> Result<(Loaded, Loaded), Fail> {
+    let (o, n) = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| schema::load(&new.bytes, &new.name));
+        let o = schema::load(&old.bytes, &old.name);
+        let n = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (o, n)
+    });
+    let o = o.map_err(Fail::usage)?;
+    let n = n.map_err(Fail::usage)?;
+    Ok((loaded(ctx, o, &old.name), loaded(ctx, n, &new.name)))
 }
 
 async fn fetch_stored(store: &SchemaStore, which: &str) -> Result<StoredVersion, Fail> {
@@ -643,13 +668,16 @@ async fn import_legacy(
         }
     }
     if let Some(version) = activate {
-        if store.active().await?.is_none() {
-            store.activate(&version, ActivationReason::Import, &by).await?;
-            print(&format!("Activated schema version {version}, active in the legacy table"))?;
-        } else {
-            ctx.warn(&format!(
-                "kept the current active version; the legacy table had {version} active"
-            ));
+        match store.active().await? {
+            None => {
+                store.activate(&version, ActivationReason::Import, &by).await?;
+                print(&format!("Activated schema version {version}, active in the legacy table"))?;
+            }
+            Some(active) if active.info.version != version.to_string() => ctx.warn(&format!(
+                "kept the active version {}; the legacy table had {version} active",
+                active.info.version
+            )),
+            Some(_) => {}
         }
     }
     print(&format!(

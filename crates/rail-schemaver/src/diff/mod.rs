@@ -719,17 +719,9 @@ impl<'a> Differ<'a> {
             );
         }
 
-        if self.old.has_directive_usages || self.new.has_directive_usages {
-            let parent =
-                UsageParent { ty: Some(t), field: Some(f), arg: Some(a), ..UsageParent::default() };
-            self.usages(
-                &old.directives,
-                &new.directives,
-                UsageSite::Argument(t, f, a),
-                parent,
-                false,
-            );
-        }
+        let parent =
+            UsageParent { ty: Some(t), field: Some(f), arg: Some(a), ..UsageParent::default() };
+        self.usages(&old.directives, &new.directives, UsageSite::Argument(t, f, a), parent, false);
     }
 
     fn input_object(&mut self, old: Option<&'a NamedType>, new: &'a NamedType) {
@@ -851,11 +843,9 @@ impl<'a> Differ<'a> {
             }
         }
 
-        if self.old.has_directive_usages || self.new.has_directive_usages {
-            let o = old.map_or(&[][..], |o| &o.directives[..]);
-            let parent = UsageParent { ty: Some(i), field: Some(f), ..UsageParent::default() };
-            self.usages(o, &new.directives, UsageSite::InputField(i, f), parent, old.is_none());
-        }
+        let o = old.map_or(&[][..], |o| &o.directives[..]);
+        let parent = UsageParent { ty: Some(i), field: Some(f), ..UsageParent::default() };
+        self.usages(o, &new.directives, UsageSite::InputField(i, f), parent, old.is_none());
     }
 
     fn enum_type(&mut self, old: Option<&'a NamedType>, new: &'a NamedType) {
@@ -1114,6 +1104,10 @@ impl<'a> Differ<'a> {
     }
 
     /// Directive usages on one element: removed, added (with their arguments), then changed ones.
+    ///
+    /// Introspection cannot carry usages, so when either side came from it they are not compared:
+    /// every usage would otherwise look added or removed. (Inspector reports those; they are artefacts
+    /// of the format, not changes.)
     fn usages(
         &mut self,
         old: &'a [DirectiveUsage],
@@ -1122,7 +1116,9 @@ impl<'a> Differ<'a> {
         parent: UsageParent<'a>,
         to_new: bool,
     ) {
-        if old.is_empty() && new.is_empty() {
+        if (old.is_empty() && new.is_empty())
+            || !(self.old.has_directive_usages && self.new.has_directive_usages)
+        {
             return;
         }
         let m = match_usages(old, new);

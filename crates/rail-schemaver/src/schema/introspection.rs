@@ -248,16 +248,13 @@ pub struct Converted {
 /// Convert introspection JSON (`{"data": {"__schema": …}}`, or `{"__schema": …}`) into the model.
 pub fn from_json(bytes: &[u8]) -> Result<Converted, IntrospectionError> {
     let envelope: Envelope = serde_json::from_slice(bytes).map_err(IntrospectionError::Json)?;
-    let raw = match (envelope.data.and_then(|d| d.schema), envelope.schema) {
-        (Some(s), _) | (None, Some(s)) => s,
-        (None, None) => {
-            return Err(match envelope.errors {
-                Some(errors) if !errors.is_empty() => IntrospectionError::GraphqlErrors(
-                    errors.into_iter().filter_map(|e| e.message).collect::<Vec<_>>().join("; "),
-                ),
-                _ => IntrospectionError::NoSchema,
-            })
-        }
+    let Some(raw) = envelope.data.and_then(|d| d.schema).or(envelope.schema) else {
+        return Err(match envelope.errors {
+            Some(errors) if !errors.is_empty() => IntrospectionError::GraphqlErrors(
+                errors.into_iter().filter_map(|e| e.message).collect::<Vec<_>>().join("; "),
+            ),
+            _ => IntrospectionError::NoSchema,
+        });
     };
     Ok(convert(raw))
 }
@@ -365,7 +362,7 @@ fn input_values(list: Option<Vec<RawInputValue>>, warnings: &mut Vec<String>) ->
         .into_iter()
         .map(|v| {
             let default = v.default_value.as_deref().and_then(|text| match parse_literal(text) {
-                Ok(lit) => Some(lit),
+                Ok(value) => Some(value),
                 Err(e) => {
                     warnings.push(format!("ignored the default value of `{}`: {e}", v.name));
                     None
@@ -417,12 +414,11 @@ fn dedup<T>(items: Vec<T>, name: impl Fn(&T) -> &String) -> Vec<T> {
 fn type_ref(raw: RawTypeRef, warnings: &mut Vec<String>) -> TypeRef {
     match raw.kind.as_str() {
         "NON_NULL" | "LIST" => {
-            let inner = match raw.of_type {
-                Some(inner) => type_ref(*inner, warnings),
-                None => {
-                    warnings.push(format!("a {} type reference has no `ofType`", raw.kind));
-                    TypeRef::Named(raw.name.unwrap_or_else(|| "Unknown".to_owned()))
-                }
+            let inner = if let Some(inner) = raw.of_type {
+                type_ref(*inner, warnings)
+            } else {
+                warnings.push(format!("a {} type reference has no `ofType`", raw.kind));
+                TypeRef::Named(raw.name.unwrap_or_else(|| "Unknown".to_owned()))
             };
             if raw.kind == "LIST" {
                 TypeRef::List(Box::new(inner))

@@ -95,7 +95,7 @@ pub fn to_model(schema: &apollo_compiler::Schema) -> Schema {
     // The schema definition's directives first, then each `extend schema` in order, as Inspector
     // compares them group by group.
     let mut groups: Vec<(Option<ComponentOrigin>, Vec<DirectiveUsage>)> = vec![(None, Vec::new())];
-    for d in def.directives.iter() {
+    for d in &def.directives {
         let usage = usage(&d.node);
         match &d.origin {
             ComponentOrigin::Definition => groups[0].1.push(usage),

@@ -190,7 +190,8 @@ fn value_equal(a: &JsValue, b: &JsValue) -> bool {
         (JsValue::Null, JsValue::Null) => true,
         (JsValue::Bool(x), JsValue::Bool(y)) => x == y,
         (JsValue::Number(x), JsValue::Number(y)) => {
-            (x.is_nan() && y.is_nan()) || (x == y && x.is_sign_negative() == y.is_sign_negative())
+            // Object.is: NaN equals itself and 0 differs from -0, which is equality of the bits.
+            (x.is_nan() && y.is_nan()) || x.to_bits() == y.to_bits()
         }
         (JsValue::String(x), JsValue::String(y)) => x == y,
         (JsValue::List(x), JsValue::List(y)) => {
@@ -701,7 +702,7 @@ pub fn block_string_value(raw: &str) -> String {
     let common = lines
         .iter()
         .skip(1)
-        .filter(|l| l.trim_start_matches([' ', '\t']).len() != 0)
+        .filter(|l| !l.trim_start_matches([' ', '\t']).is_empty())
         .map(|l| indent_of(l))
         .min();
     let mut out: Vec<&str> = lines
