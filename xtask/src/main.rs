@@ -11,6 +11,7 @@
 
 mod bench;
 mod ci;
+mod demo;
 mod envfile;
 mod stack;
 mod test;
@@ -26,6 +27,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  demo           the main job on the local stack: deploy v1, v2, v3-broken (rolls back), healthcheck, schemaver
   stack up       start PostgreSQL, Redis and the demo app under target/stack/ (idempotent)
   stack down     stop everything the stack and the tests started there
   stack status   say what runs
@@ -52,6 +54,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("stack") => stack::run(&root, rest),
         Some("bench") => bench::run(&root, rest),
         Some("test") => test::run(&root, rest),
+        Some("demo") => demo::run(&root, rest),
         Some("ci") => ci::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

@@ -3,6 +3,8 @@
 //! Everything that touches the outside world lives here, one module per concern, so the binaries stay
 //! thin: they parse a command line, build a plan with this crate, and render its outcome.
 
+pub mod archive;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod db;
@@ -10,8 +12,13 @@ pub mod exit;
 pub mod health;
 pub mod journal;
 pub mod lock;
+pub mod maintenance;
+pub mod notify;
 pub mod output;
 pub mod process;
 pub mod redis;
+pub mod restore;
 pub mod schema_store;
 pub mod secret;
+pub mod service;
+pub mod store;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rail_core::config::Config;
 use rail_core::process::Cmd;
+use rail_core::secret::Secret;
 
 /// A `--migrate-to APP:MIGRATION` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,9 +22,12 @@ impl std::str::FromStr for MigrateTarget {
         let Some((app, migration)) = raw.split_once(':') else {
             bail!("--migrate-to `{raw}` names no app: write APP:MIGRATION, e.g. catalog:0001_initial (or catalog:zero)")
         };
-        let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        let valid =
+            |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid(app) || !valid(migration) {
-            bail!("--migrate-to `{raw}`: app and migration names are letters, digits and underscores")
+            bail!(
+                "--migrate-to `{raw}`: app and migration names are letters, digits and underscores"
+            )
         }
         Ok(Self { app: app.to_owned(), migration: migration.to_owned() })
     }
@@ -48,8 +52,14 @@ impl<'a> Django<'a> {
         let python = self.cfg.app.python.to_string_lossy();
         let expand = |s: &str| s.replace("{python}", &python);
         let mut cmd = Cmd::new(expand(program)).args(args.iter().map(|a| expand(a))).cwd(&self.dir);
+        // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): every value is
+        // passed as a secret, so the logged command line never shows one. Keys rail sets itself below
+        // from its own configuration are left out here.
+        const OWN: [&str; 5] = ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
         for (key, value) in app_env(self.cfg)? {
-            cmd = cmd.env(key, value);
+            if !OWN.contains(&key.as_str()) {
+                cmd = cmd.secret_env(key, &Secret::new(value));
+            }
         }
         if let Some(url) = self.cfg.database_url() {
             cmd = cmd.secret_env("DATABASE_URL", &url);
@@ -60,7 +70,9 @@ impl<'a> Django<'a> {
         if !self.cfg.app.secret_key.is_empty() {
             cmd = cmd.secret_env("SECRET_KEY", &self.cfg.app.secret_key);
         }
-        for (key, path) in [("STATIC_ROOT", &self.cfg.app.static_dir), ("MEDIA_ROOT", &self.cfg.app.media_dir)] {
+        for (key, path) in
+            [("STATIC_ROOT", &self.cfg.app.static_dir), ("MEDIA_ROOT", &self.cfg.app.media_dir)]
+        {
             if !path.as_os_str().is_empty() {
                 cmd = cmd.env(key, path);
             }
@@ -82,11 +94,15 @@ impl<'a> Django<'a> {
     }
 
     pub fn showmigrations(&self) -> anyhow::Result<Cmd> {
-        Ok(self.command(&self.cfg.deploy.showmigrations_command)?.timeout(self.cfg.deploy.migrate_timeout.get()))
+        Ok(self
+            .command(&self.cfg.deploy.showmigrations_command)?
+            .timeout(self.cfg.deploy.migrate_timeout.get()))
     }
 
     pub fn collectstatic(&self) -> anyhow::Result<Cmd> {
-        Ok(self.command(&self.cfg.deploy.collectstatic_command)?.timeout(self.cfg.deploy.collectstatic_timeout.get()))
+        Ok(self
+            .command(&self.cfg.deploy.collectstatic_command)?
+            .timeout(self.cfg.deploy.collectstatic_timeout.get()))
     }
 
     pub fn tests(&self) -> anyhow::Result<Cmd> {
@@ -99,7 +115,9 @@ pub fn app_env(cfg: &Config) -> anyhow::Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let file = &cfg.app.env_file;
     if !file.as_os_str().is_empty() {
-        for item in dotenvy::from_path_iter(file).with_context(|| format!("reading app.env_file {}", file.display()))? {
+        for item in dotenvy::from_path_iter(file)
+            .with_context(|| format!("reading app.env_file {}", file.display()))?
+        {
             out.push(item.with_context(|| format!("reading app.env_file {}", file.display()))?);
         }
     }
@@ -143,15 +161,40 @@ mod tests {
         let dj = Django::new(&cfg, "/srv/app/releases/v2".into());
         let target = "catalog:0001_initial".parse().unwrap();
         let cmd = dj.migrate(Some(&target)).unwrap();
-        assert_eq!(cmd.argv(), ["/venv/bin/python", "manage.py", "migrate", "catalog", "0001_initial", "--noinput"]);
+        assert_eq!(
+            cmd.argv(),
+            ["/venv/bin/python", "manage.py", "migrate", "catalog", "0001_initial", "--noinput"]
+        );
         assert!(!cmd.display().contains("pw"), "{}", cmd.display());
-        assert_eq!(dj.showmigrations().unwrap().argv(), ["/venv/bin/python", "manage.py", "showmigrations", "--plan"]);
+        assert_eq!(
+            dj.showmigrations().unwrap().argv(),
+            ["/venv/bin/python", "manage.py", "showmigrations", "--plan"]
+        );
+    }
+
+    #[test]
+    fn app_env_file_values_never_show() {
+        let dir = tempfile::tempdir().unwrap();
+        let env_file = dir.path().join("app.env");
+        fs_err::write(&env_file, "SECRET_KEY=from-file\nDJANGO_TOKEN=tok-123\nDEBUG=0\n").unwrap();
+        let mut cfg = Config::default();
+        cfg.app.env_file = env_file;
+        cfg.app.secret_key = rail_core::secret::Secret::new("from-config");
+        let cmd = Django::new(&cfg, dir.path().to_owned()).migrate(None).unwrap();
+        let shown = cmd.display();
+        for secret in ["from-file", "tok-123", "from-config"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert_eq!(shown.matches("SECRET_KEY=").count(), 1, "{shown}");
     }
 
     #[test]
     fn pending_migrations_are_the_unchecked_lines() {
         let plan = "[X]  contenttypes.0001_initial\n[X]  catalog.0001_initial\n[ ]  catalog.0002_product_stock\n[ ]  catalog.0003_review_broken\n";
-        assert_eq!(pending_migrations(plan), ["catalog.0002_product_stock", "catalog.0003_review_broken"]);
+        assert_eq!(
+            pending_migrations(plan),
+            ["catalog.0002_product_stock", "catalog.0003_review_broken"]
+        );
         assert!(pending_migrations("[X]  a.0001\n").is_empty());
     }
 }

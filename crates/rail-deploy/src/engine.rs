@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One step of a deploy, in pipeline order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Step {
     /// Configuration, database, Redis, disk space, backup directory, pending migrations, tests.
@@ -76,7 +76,11 @@ impl Step {
     fn needs_undo(self) -> bool {
         matches!(
             self,
-            Step::Migrate | Step::CollectStatic | Step::CacheClear | Step::Restart | Step::PostChecks
+            Step::Migrate
+                | Step::CollectStatic
+                | Step::CacheClear
+                | Step::Restart
+                | Step::PostChecks
         )
     }
 }
@@ -179,7 +183,10 @@ pub enum Ending {
     /// Failed after a change and `--no-rollback` (or `rollback_on_failure = false`) kept it.
     FailedKept(StepFailure),
     RolledBack(StepFailure),
-    RollbackFailed { failure: StepFailure, rollback_error: anyhow::Error },
+    RollbackFailed {
+        failure: StepFailure,
+        rollback_error: anyhow::Error,
+    },
 }
 
 impl Ending {
@@ -264,7 +271,17 @@ pub async fn run<A: Actions, P: Progress>(
         }
         actions.boundary(step.name(), Boundary::Before);
         if let Err(e) = journal.step_begin(step.name()) {
-            return fail(actions, progress, journal, state, step, e.into(), rollback_allowed, started).await;
+            return fail(
+                actions,
+                progress,
+                journal,
+                state,
+                step,
+                e.into(),
+                rollback_allowed,
+                started,
+            )
+            .await;
         }
         if !state.began.contains(&step) {
             state.began.push(step);
@@ -276,8 +293,17 @@ pub async fn run<A: Actions, P: Progress>(
                 state.absorb(&data);
                 let detail = data.get("summary").and_then(Value::as_str).unwrap_or("").to_owned();
                 if let Err(e) = journal.step_end(step.name(), StepOutcome::Ok, data) {
-                    return fail(actions, progress, journal, state, step, e.into(), rollback_allowed, started)
-                        .await;
+                    return fail(
+                        actions,
+                        progress,
+                        journal,
+                        state,
+                        step,
+                        e.into(),
+                        rollback_allowed,
+                        started,
+                    )
+                    .await;
                 }
                 progress.step_finished(step.name(), true, t0.elapsed(), &detail);
                 actions.boundary(step.name(), Boundary::After);
@@ -287,7 +313,17 @@ pub async fn run<A: Actions, P: Progress>(
                 let data = serde_json::json!({ "error": format!("{error:#}") });
                 // The journal line is best effort here: the failure itself is what must be reported.
                 let _ = journal.step_end(step.name(), StepOutcome::Failed, data);
-                return fail(actions, progress, journal, state, step, error, rollback_allowed, started).await;
+                return fail(
+                    actions,
+                    progress,
+                    journal,
+                    state,
+                    step,
+                    error,
+                    rollback_allowed,
+                    started,
+                )
+                .await;
             }
         }
     }
@@ -318,7 +354,9 @@ async fn fail<A: Actions, P: Progress>(
         // Without a backup there is nothing to restore the database from: say so rather than guess.
         Ending::RollbackFailed {
             failure,
-            rollback_error: anyhow::anyhow!("the run took no backup (--no-backup or database_backup = false)"),
+            rollback_error: anyhow::anyhow!(
+                "the run took no backup (--no-backup or database_backup = false)"
+            ),
         }
     } else {
         rollback(actions, progress, journal, state, failure).await
@@ -347,7 +385,12 @@ pub async fn rollback<A: Actions, P: Progress>(
             Ending::RolledBack(failure)
         }
         Err(rollback_error) => {
-            progress.step_finished(ROLLBACK_STEP, false, t0.elapsed(), &format!("{rollback_error:#}"));
+            progress.step_finished(
+                ROLLBACK_STEP,
+                false,
+                t0.elapsed(),
+                &format!("{rollback_error:#}"),
+            );
             let _ = journal.step_end(
                 ROLLBACK_STEP,
                 StepOutcome::Failed,
@@ -379,7 +422,10 @@ mod tests {
         cfg.deploy.maintenance_mode = false;
         cfg.deploy.static_files = false;
         cfg.deploy.cache_clear = false;
-        assert_eq!(names(steps(&cfg, true)), "pre-checks migrate restart post-checks activate-schema notify");
+        assert_eq!(
+            names(steps(&cfg, true)),
+            "pre-checks migrate restart post-checks activate-schema notify"
+        );
     }
 
     #[test]

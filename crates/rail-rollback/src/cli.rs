@@ -41,7 +41,7 @@ pub enum Command {
     },
     /// Restore a backup set
     Rollback(RollbackArgs),
-    /// Verify a backup set (the newest one when NAME is omitted)
+    /// Verify a backup set (the newest one when NAME is omitted); exit 3 when it fails
     Verify {
         /// Backup set name
         name: Option<String>,
@@ -54,6 +54,12 @@ pub enum Command {
         /// Name of the set (default: backup_YYYYMMDD_HHMMSS)
         #[arg(long)]
         name: Option<String>,
+        /// App version to record in the set (default: what the service backend reports)
+        #[arg(long, value_name = "VERSION")]
+        app_version: Option<String>,
+        /// Wait this long for another deploy or rollback to finish instead of refusing at once (e.g. 30s)
+        #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+        lock_wait: Option<std::time::Duration>,
     },
     /// Remove sets beyond the retention policy and incomplete leftovers
     Prune {
@@ -139,6 +145,39 @@ pub enum Component {
     Media,
     Schema,
     App,
+}
+
+impl From<VerifyLevel> for rail_core::config::VerifyLevel {
+    fn from(level: VerifyLevel) -> Self {
+        match level {
+            VerifyLevel::Checksums => Self::Checksums,
+            VerifyLevel::Structure => Self::Structure,
+            VerifyLevel::RestoreTest => Self::RestoreTest,
+        }
+    }
+}
+
+impl From<Strategy> for rail_core::config::RestoreStrategy {
+    fn from(strategy: Strategy) -> Self {
+        match strategy {
+            Strategy::Swap => Self::Swap,
+            Strategy::InPlace => Self::InPlace,
+        }
+    }
+}
+
+/// The components to restore: all when the list is empty.
+pub(crate) fn components(list: &[Component]) -> rail_core::restore::Components {
+    if list.is_empty() {
+        return rail_core::restore::Components::default();
+    }
+    rail_core::restore::Components {
+        database: list.contains(&Component::Db),
+        static_files: list.contains(&Component::Static),
+        media: list.contains(&Component::Media),
+        schema: list.contains(&Component::Schema),
+        app: list.contains(&Component::App),
+    }
 }
 
 #[cfg(test)]

@@ -1,12 +1,56 @@
-//! The `rollback` tool: list, verify, create and restore backup sets.
+//! The `rollback` tool: list, verify, create, prune and restore backup sets, and show the history of runs.
+//!
+//! Each subcommand lives in a module of its own; this one parses the command line, loads the
+//! configuration, sets up logging and turns the outcome into rail's exit codes (`docs/exit-codes.md`):
+//! 0 done, 1 failed before changing anything, 2 usage or configuration error, 3 refused (lock held,
+//! verification failed, confirmation declined, set too old), 4 failed and put back, 5 failed and could
+//! not be put back.
 
+mod backup;
 mod cli;
+mod history;
+mod hooks;
+mod list;
+mod progress;
+mod prune;
+mod restore;
+mod run;
+mod verify;
 
 use std::process::ExitCode;
 
 pub use cli::Cli;
 use cli::Command;
+use rail_core::config::{Config, ConfigError, LoadOptions};
 use rail_core::{exit, output};
+
+/// An outcome with its own exit code and message (a refusal, a failure that was put back).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub(crate) struct Exit {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Exit {
+    pub(crate) fn refused(message: impl Into<String>) -> anyhow::Error {
+        Self { code: exit::REFUSED, message: message.into() }.into()
+    }
+
+    pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+        Self { code: exit::USAGE, message: message.into() }.into()
+    }
+
+    pub(crate) fn with_code(code: u8, message: impl Into<String>) -> anyhow::Error {
+        Self { code, message: message.into() }.into()
+    }
+}
+
+/// Everything a subcommand needs.
+pub(crate) struct Ctx {
+    pub cli: Cli,
+    pub cfg: Config,
+}
 
 /// Run `rollback` with the given command line and return its exit code.
 pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
@@ -14,14 +58,90 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
-    match cli.command {
-        Command::Completions { shell } => {
-            rail_core::cli::print_completions::<Cli>(shell, "rollback");
-            ExitCode::SUCCESS
+    if let Command::Completions { shell } = cli.command {
+        rail_core::cli::print_completions::<Cli>(shell, "rollback");
+        return ExitCode::SUCCESS;
+    }
+    let loaded = match rail_core::config::load(&LoadOptions::from_args(&cli.config)) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            output::report_error(&anyhow::Error::new(error));
+            return ExitCode::from(exit::USAGE);
         }
-        _ => {
-            output::stderr_line("error: rollback is not implemented yet");
-            ExitCode::from(exit::USAGE)
+    };
+    let log_file =
+        Some(loaded.config.monitoring.log_file.as_path()).filter(|p| !p.as_os_str().is_empty());
+    if let Err(error) = output::init_logging(&cli.log, log_file) {
+        // A log file that cannot be opened must not stop a rollback: log to stderr only.
+        output::stderr_line(&format!("warning: {}", rail_core::backup::error_chain(&error)));
+        let _ = output::init_logging(&cli.log, None);
+    }
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                output::stderr_line(&format!("error: cannot start the async runtime: {error}"));
+                return ExitCode::from(exit::FAILED);
+            }
+        };
+    let ctx = Ctx { cli, cfg: loaded.config };
+    let result = runtime.block_on(dispatch(&ctx));
+    // Blocking tasks (archive writers) that outlived a cancelled future must not hold the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            output::report_error(&error);
+            ExitCode::from(exit_code(&error))
         }
     }
+}
+
+async fn dispatch(ctx: &Ctx) -> anyhow::Result<u8> {
+    match &ctx.cli.command {
+        Command::List { detailed, recent } => list::run(ctx, *detailed, *recent),
+        Command::Rollback(args) => restore::run(ctx, args).await,
+        Command::Verify { name, level } => verify::run(ctx, name.as_deref(), (*level).into()).await,
+        Command::Backup { name, app_version, lock_wait } => {
+            backup::run(ctx, name.as_deref(), app_version.as_deref(), *lock_wait).await
+        }
+        Command::Prune { dry_run } => prune::run(ctx, *dry_run).await,
+        Command::History { limit } => history::run(ctx, *limit),
+        Command::Completions { .. } => Ok(exit::SUCCESS),
+    }
+}
+
+/// The exit code an error stands for.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    for cause in error.chain() {
+        if let Some(exit) = cause.downcast_ref::<Exit>() {
+            return exit.code;
+        }
+        if let Some(rail_core::lock::LockError::Held { .. }) =
+            cause.downcast_ref::<rail_core::lock::LockError>()
+        {
+            return exit::REFUSED;
+        }
+        if cause.downcast_ref::<ConfigError>().is_some() {
+            return exit::USAGE;
+        }
+        if let Some(
+            rail_core::store::StoreError::InvalidName { .. }
+            | rail_core::store::StoreError::NotFound { .. },
+        ) = cause.downcast_ref::<rail_core::store::StoreError>()
+        {
+            return exit::USAGE;
+        }
+        if let Some(
+            rail_core::backup::BackupError::NoDatabase
+            | rail_core::backup::BackupError::Store(
+                rail_core::store::StoreError::InvalidName { .. }
+                | rail_core::store::StoreError::NotFound { .. },
+            ),
+        ) = cause.downcast_ref::<rail_core::backup::BackupError>()
+        {
+            return exit::USAGE;
+        }
+    }
+    exit::FAILED
 }

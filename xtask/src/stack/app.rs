@@ -375,6 +375,29 @@ pub(super) fn up(layout: &Layout, tools: &Tools, stack: &EnvFile) -> Result<()> 
     Ok(())
 }
 
+/// Installs built release `version` into the stack's `releases/` (for `deploy --version` to switch
+/// to) unless it is there.
+pub(crate) fn install_release(layout: &Layout, version: &str) -> Result<PathBuf> {
+    let python = venv_dir(layout)?.join("bin").join("python");
+    let fingerprint = demo_fingerprint(layout)?;
+    let built = ensure_release(layout, &python, version, &fingerprint)?;
+    let dest = layout.releases.join(version);
+    if !dest.exists() {
+        util::run_captured(util::command("cp").args(["-a", "--reflink=auto"]).arg(&built).arg(&dest))?;
+    }
+    Ok(dest)
+}
+
+/// Makes the next `up` start the stack's app over from release v1 and a fresh `rail_demo`, as if the
+/// demo app had changed.
+pub(crate) fn forget_setup(layout: &Layout) -> Result<()> {
+    let stamp = layout.app.join(".demo-fingerprint");
+    if stamp.exists() {
+        fs::write(&stamp, "")?;
+    }
+    Ok(())
+}
+
 /// Stops the gunicorn master whose pid file is `path` (its workers follow). Returns whether one ran.
 pub(super) fn stop_pid_file(path: &Path) -> bool {
     util::read_pid(path).is_some_and(|pid| {

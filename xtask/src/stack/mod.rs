@@ -7,6 +7,7 @@
 //! testkit's throwaway servers) started. Nothing here touches the machine's own PostgreSQL or Redis.
 
 mod app;
+pub(crate) use app::{forget_setup, install_release};
 mod postgres;
 mod redis;
 

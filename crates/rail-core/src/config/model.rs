@@ -359,12 +359,14 @@ impl Default for ServicesConfig {
 pub struct ReleasesBackend {
     pub root: PathBuf,
     /// Argument vector that starts the app (it must return once the app is started, e.g. gunicorn --daemon).
-    /// `{root}`, `{current}` and `{python}` are replaced.
+    /// `{root}`, `{current}`, `{python}` and `{version}` (the release being started) are replaced.
     pub start: Vec<String>,
     /// Pid file of the started app; stopping sends SIGTERM to it, then SIGKILL after `stop_timeout`.
     pub pid_file: PathBuf,
     /// Optional argument vector that stops the app instead of the pid file.
     pub stop: Vec<String>,
+    /// Optional URL that must answer 2xx before a start counts as done (e.g. the app's health URL).
+    pub ready_url: String,
 }
 
 /// `docker compose -f FILE -p PROJECT …`.
@@ -401,6 +403,8 @@ pub struct SystemdBackend {
     pub program: PathBuf,
     /// File written with the app version before a start (e.g. read by the unit's EnvironmentFile).
     pub version_file: PathBuf,
+    /// Variable of the version file that carries the app version: `APP_VERSION=v2`.
+    pub version_variable: String,
 }
 
 impl Default for SystemdBackend {
@@ -410,6 +414,7 @@ impl Default for SystemdBackend {
             user: false,
             program: PathBuf::from("systemctl"),
             version_file: PathBuf::new(),
+            version_variable: "APP_VERSION".into(),
         }
     }
 }

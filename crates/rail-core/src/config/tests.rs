@@ -452,7 +452,11 @@ fn every_shipped_config_parses() {
         ("DATABASE_URL", "postgresql://rail:pw@127.0.0.1:5432/rail_demo"),
         ("REDIS_URL", "redis://127.0.0.1:6379/0"),
         ("APP_URL", "http://127.0.0.1:8000"),
-        ("APP_BIND", "127.0.0.1:8000"),
+        ("HEALTH_URL", "http://127.0.0.1:8000/health/"),
+        ("RAIL_APP_BIND", "127.0.0.1:8000"),
+        ("RAIL_APP_ENV", "/stack/app/shared/app.env"),
+        ("RAIL_GUNICORN_PID", "/stack/app/run/gunicorn.pid"),
+        ("RAIL_APP_LOG_DIR", "/stack/app/log"),
         ("RAIL_PYTHON", "/venv/bin/python"),
         ("RAIL_GUNICORN", "/venv/bin/gunicorn"),
         ("RAIL_APP_ROOT", "/stack/app"),
@@ -482,4 +486,23 @@ fn every_shipped_config_parses() {
         }
     }
     assert!(seen >= 5, "expected local, staging, production and the two seed examples, saw {seen}");
+}
+
+#[test]
+fn service_ready_url_and_systemd_version_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let defaults = load_file(&write(dir.path(), "empty.toml", ""), &[]).unwrap().config;
+    assert_eq!(defaults.services.releases.ready_url, "");
+    assert_eq!(defaults.services.systemd.version_variable, "APP_VERSION");
+    let path = write(
+        dir.path(),
+        "services.toml",
+        "[services.releases]\nready_url = \"http://127.0.0.1:8000/health/\"\n\
+         [services.systemd]\nversion_variable = \"SHOP_VERSION\"\n",
+    );
+    let c = load_file(&path, &[]).unwrap().config;
+    assert_eq!(c.services.releases.ready_url, "http://127.0.0.1:8000/health/");
+    assert_eq!(c.services.systemd.version_variable, "SHOP_VERSION");
+    // The other keys of the sections keep their defaults.
+    assert_eq!(c.services.systemd.program, Path::new("systemctl"));
 }

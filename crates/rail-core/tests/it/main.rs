@@ -2,4 +2,7 @@
 
 mod journal;
 mod lock;
+mod maintenance;
+mod notify;
 mod process;
+mod service;

@@ -1,0 +1,307 @@
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use super::*;
+
+static NO_CANCEL: AtomicBool = AtomicBool::new(false);
+
+fn write_opts() -> WriteOptions<'static> {
+    WriteOptions { level: 6, cancel: &NO_CANCEL, progress: &|_| {} }
+}
+
+fn extract_opts() -> ExtractOptions<'static> {
+    ExtractOptions { preserve_owner: true, cancel: &NO_CANCEL, progress: &|_| {} }
+}
+
+/// Every path under `root` with its type, mode, content (or link target) and modification time.
+fn snapshot(root: &Path) -> BTreeMap<String, (String, u32, Vec<u8>, i64)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in fs_err::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let meta = fs_err::symlink_metadata(&path).unwrap();
+            let (kind, content) = if meta.file_type().is_symlink() {
+                ("link", fs_err::read_link(&path).unwrap().into_os_string().into_encoded_bytes())
+            } else if meta.is_dir() {
+                stack.push(path.clone());
+                ("dir", Vec::new())
+            } else {
+                ("file", fs_err::read(&path).unwrap())
+            };
+            let mtime = if kind == "dir" { 0 } else { meta.mtime() };
+            out.insert(rel, (kind.to_owned(), meta.mode() & 0o7777, content, mtime));
+        }
+    }
+    out
+}
+
+fn sample_tree(root: &Path, outside: &Path) {
+    fs_err::create_dir_all(root.join("css/nested/deeper")).unwrap();
+    fs_err::create_dir_all(root.join("empty")).unwrap();
+    fs_err::write(root.join("css/site.css"), "body { color: red }\n").unwrap();
+    fs_err::write(
+        root.join("css/nested/deeper/a.bin"),
+        (0..=255u8).cycle().take(300_000).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    fs_err::write(root.join("run.sh"), "#!/bin/sh\necho hi\n").unwrap();
+    fs_err::set_permissions(root.join("run.sh"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    fs_err::write(root.join("secret.txt"), "only me").unwrap();
+    fs_err::set_permissions(root.join("secret.txt"), std::fs::Permissions::from_mode(0o600))
+        .unwrap();
+    fs_err::write(root.join("zero"), "").unwrap();
+    let long = "l".repeat(120);
+    fs_err::create_dir_all(root.join(&long)).unwrap();
+    fs_err::write(root.join(&long).join(format!("{long}.txt")), "long name").unwrap();
+    fs_err::write(root.join(OsStr::from_bytes(b"caf\xe9.txt")), "latin-1 name").unwrap();
+    fs_err::os::unix::fs::symlink("site.css", root.join("css/alias.css")).unwrap();
+    fs_err::os::unix::fs::symlink("../run.sh", root.join("css/nested/run-link")).unwrap();
+    fs_err::set_permissions(root.join("empty"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    // A link out of the tree (collectstatic --link makes these): archived as the file it points to.
+    fs_err::write(outside.join("shared.js"), "console.log(1)").unwrap();
+    fs_err::os::unix::fs::symlink(outside.join("shared.js"), root.join("shared.js")).unwrap();
+}
+
+#[test]
+fn round_trip_keeps_paths_contents_modes_and_links() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, outside) = (tmp.path().join("static"), tmp.path().join("outside"));
+    fs_err::create_dir_all(&tree).unwrap();
+    fs_err::create_dir_all(&outside).unwrap();
+    sample_tree(&tree, &outside);
+    let archive = tmp.path().join("static.tar.gz");
+
+    let summary = write_tar_gz(&tree, &archive, &write_opts()).unwrap();
+    assert_eq!(fs_err::metadata(&archive).unwrap().mode() & 0o777, 0o600);
+    assert_eq!(summary.digest, hash_file(&archive).unwrap());
+    assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
+
+    let checked = check_tar_gz(&archive).unwrap();
+    assert_eq!(checked.digest, summary.digest);
+    assert_eq!(checked.entries, summary.entries);
+    assert_eq!(checked.content_bytes, summary.content_bytes);
+
+    let restored = tmp.path().join("restored");
+    let extracted = extract_tar_gz(&archive, &restored, &extract_opts()).unwrap();
+    assert_eq!(extracted.entries, summary.entries);
+
+    let mut expected = snapshot(&tree);
+    let pointed = fs_err::metadata(outside.join("shared.js")).unwrap();
+    expected.insert(
+        "shared.js".into(),
+        ("file".into(), pointed.mode() & 0o7777, b"console.log(1)".to_vec(), pointed.mtime()),
+    );
+    let got = snapshot(&restored);
+    assert_eq!(got.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
+    for (path, want) in &expected {
+        assert_eq!(&got[path], want, "{path}");
+    }
+    assert_eq!(
+        fs_err::metadata(&restored).unwrap().mode() & 0o7777,
+        fs_err::metadata(&tree).unwrap().mode() & 0o7777
+    );
+}
+
+#[test]
+fn the_same_tree_gives_the_same_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, outside) = (tmp.path().join("t"), tmp.path().join("o"));
+    fs_err::create_dir_all(&tree).unwrap();
+    fs_err::create_dir_all(&outside).unwrap();
+    sample_tree(&tree, &outside);
+    let a = write_tar_gz(&tree, &tmp.path().join("a.tar.gz"), &write_opts()).unwrap();
+    let b = write_tar_gz(&tree, &tmp.path().join("b.tar.gz"), &write_opts()).unwrap();
+    assert_eq!(a.digest, b.digest);
+    assert!(matches!(
+        write_tar_gz(&tree, &tmp.path().join("a.tar.gz"), &write_opts()),
+        Err(ArchiveError::Exists { .. })
+    ));
+}
+
+#[test]
+fn cancelling_stops_the_writer() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs_err::write(tmp.path().join("f"), "x").unwrap();
+    let cancel = AtomicBool::new(true);
+    let opts = WriteOptions { level: 6, cancel: &cancel, progress: &|_| {} };
+    let err = write_tar_gz(tmp.path(), &tmp.path().join("out.tar.gz"), &opts).unwrap_err();
+    assert!(matches!(err, ArchiveError::Cancelled { .. }), "{err}");
+}
+
+/// A gzip-compressed tar with raw headers, so that names `tar::Builder` would refuse can be written.
+/// Name, type, link target, content.
+type RawEntry<'a> = (&'a [u8], tar::EntryType, &'a [u8], &'a [u8]);
+
+fn hostile(entries: &[RawEntry<'_>]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for (name, kind, link, data) in entries {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..name.len()].copy_from_slice(name);
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link);
+        header.set_entry_type(*kind);
+        header.set_mode(0o644);
+        header.set_size(data.len() as u64);
+        header.set_mtime(1_700_000_000);
+        header.set_cksum();
+        raw.extend_from_slice(header.as_bytes());
+        raw.extend_from_slice(data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+    raw.resize(raw.len() + 1024, 0);
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&raw).unwrap();
+    gz.finish().unwrap()
+}
+
+#[test]
+fn hostile_archives_are_refused_without_writing_outside() {
+    use tar::EntryType::{Block, Char, Directory, Fifo, Link, Regular, Symlink};
+    let cases: Vec<(&str, Vec<RawEntry<'_>>)> = vec![
+        ("dot-dot", vec![(b"../x", Regular, b"", b"pwned")]),
+        ("nested dot-dot", vec![(b"a/../../x", Regular, b"", b"pwned")]),
+        ("absolute", vec![(b"/etc/x", Regular, b"", b"pwned")]),
+        ("link to root", vec![(b"root", Symlink, b"/", b"")]),
+        ("link escaping", vec![(b"a/up", Symlink, b"../../x", b"")]),
+        (
+            "file through link",
+            vec![
+                (b"d", Directory, b"", b""),
+                (b"d/l", Symlink, b".", b""),
+                (b"d/l/../../x", Regular, b"", b"pwned"),
+            ],
+        ),
+        ("hard link out", vec![(b"h", Link, b"../x", b"")]),
+        ("hard link absolute", vec![(b"h", Link, b"/etc/passwd", b"")]),
+        ("char device", vec![(b"dev", Char, b"", b"")]),
+        ("block device", vec![(b"blk", Block, b"", b"")]),
+        ("fifo", vec![(b"pipe", Fifo, b"", b"")]),
+    ];
+    for (label, entries) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("evil.tar.gz");
+        fs_err::write(&archive, hostile(&entries)).unwrap();
+        let target = tmp.path().join("work/target");
+        fs_err::create_dir_all(target.parent().unwrap()).unwrap();
+
+        let checked = check_tar_gz(&archive);
+        assert!(
+            matches!(checked, Err(ArchiveError::Unsafe { .. })),
+            "{label}: check gave {checked:?}"
+        );
+        let err = extract_tar_gz(&archive, &target, &extract_opts()).unwrap_err();
+        assert!(matches!(err, ArchiveError::Unsafe { .. }), "{label}: {err}");
+        assert!(!err.to_string().is_empty());
+        let mut outside: Vec<_> =
+            fs_err::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        outside.sort();
+        assert_eq!(outside, ["evil.tar.gz", "work"], "{label}");
+        let work: Vec<_> = fs_err::read_dir(tmp.path().join("work"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(work, ["target"], "{label}");
+    }
+}
+
+#[test]
+fn a_link_made_by_an_earlier_entry_cannot_be_written_through() {
+    use tar::EntryType::{Regular, Symlink};
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("evil.tar.gz");
+    // `l` points inside the target, so it is allowed, but writing through it is not.
+    fs_err::write(
+        &archive,
+        hostile(&[(b"l", Symlink, b".", b""), (b"l/x", Regular, b"", b"data")]),
+    )
+    .unwrap();
+    let err = extract_tar_gz(&archive, &tmp.path().join("t"), &extract_opts()).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+#[test]
+fn safe_foreign_archives_extract() {
+    use tar::EntryType::{Link, Regular, Symlink};
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("ok.tar.gz");
+    fs_err::write(
+        &archive,
+        hostile(&[
+            (b"./a/b/file", Regular, b"", b"hello"),
+            (b"a/hard", Link, b"a/b/file", b""),
+            (b"a/sym", Symlink, b"b/file", b""),
+        ]),
+    )
+    .unwrap();
+    let target = tmp.path().join("t");
+    extract_tar_gz(&archive, &target, &extract_opts()).unwrap();
+    assert_eq!(fs_err::read_to_string(target.join("a/hard")).unwrap(), "hello");
+    assert_eq!(fs_err::read_to_string(target.join("a/sym")).unwrap(), "hello");
+}
+
+#[test]
+fn damaged_archives_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("t");
+    fs_err::create_dir_all(&tree).unwrap();
+    // Incompressible content, so that a flipped bit lands in stored data the CRC has to catch.
+    let mut state = 0x1234_5678_u32;
+    let noise: Vec<u8> = (0..200_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    fs_err::write(tree.join("noise"), &noise).unwrap();
+    let archive = tmp.path().join("a.tar.gz");
+    write_tar_gz(&tree, &archive, &write_opts()).unwrap();
+    let bytes = fs_err::read(&archive).unwrap();
+
+    let truncated = tmp.path().join("truncated.tar.gz");
+    fs_err::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(matches!(check_tar_gz(&truncated), Err(ArchiveError::Damaged { .. })));
+    let err = extract_tar_gz(&truncated, &tmp.path().join("x1"), &extract_opts()).unwrap_err();
+    assert!(matches!(err, ArchiveError::Damaged { .. }), "{err}");
+
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x10;
+    let flipped_path = tmp.path().join("flipped.tar.gz");
+    fs_err::write(&flipped_path, &flipped).unwrap();
+    assert!(matches!(check_tar_gz(&flipped_path), Err(ArchiveError::Damaged { .. })));
+
+    let mut tail = bytes.clone();
+    tail.extend_from_slice(b"trailing garbage");
+    let tail_path = tmp.path().join("tail.tar.gz");
+    fs_err::write(&tail_path, &tail).unwrap();
+    assert!(matches!(check_tar_gz(&tail_path), Err(ArchiveError::Damaged { .. })));
+}
+
+#[test]
+fn link_resolution_is_lexical_and_bounded() {
+    assert_eq!(resolve_link(Path::new("a/b"), Path::new("../c")), Some(PathBuf::from("a/c")));
+    assert_eq!(resolve_link(Path::new("a"), Path::new("../c")), Some(PathBuf::from("c")));
+    assert_eq!(resolve_link(Path::new("a"), Path::new("../../c")), None);
+    assert_eq!(resolve_link(Path::new(""), Path::new("/etc")), None);
+    assert_eq!(resolve_link(Path::new(""), Path::new("")), None);
+    assert_eq!(safe_relative(b"./a/./b"), Ok(PathBuf::from("a/b")));
+    assert_eq!(safe_relative(b"./"), Ok(PathBuf::new()));
+    assert!(safe_relative(b"a/../b").is_err());
+    assert!(safe_relative(b"/a").is_err());
+}
+
+#[test]
+fn tree_size_counts_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs_err::create_dir_all(tmp.path().join("a")).unwrap();
+    fs_err::write(tmp.path().join("a/x"), "12345").unwrap();
+    fs_err::write(tmp.path().join("y"), "123").unwrap();
+    assert_eq!(tree_size(tmp.path()), 8);
+    assert_eq!(tree_size(&tmp.path().join("missing")), 0);
+}

@@ -1,0 +1,248 @@
+//! PostgreSQL client programs and the catalog queries backups and restores share.
+//!
+//! pg_dump, pg_restore and psql are run by their real path: Debian's `/usr/bin` wrappers cost ~30 ms a
+//! call. Passwords reach them through `PGPASSWORD` in their environment, never their command line.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio_postgres::Client;
+
+use crate::config::DatabaseConfig;
+use crate::db::{quote_ident, DbTarget};
+use crate::process::Cmd;
+
+use super::BackupError;
+
+/// PostgreSQL limits identifiers to 63 bytes and silently cuts longer ones.
+pub const MAX_IDENTIFIER: usize = 63;
+
+/// Where pg_dump, pg_restore and psql are.
+#[derive(Debug, Clone)]
+pub struct PgTools {
+    bindir: Option<PathBuf>,
+}
+
+impl PgTools {
+    /// `database.pg_bindir`, else `pg_config --bindir`, else the newest `/usr/lib/postgresql/<major>/bin`,
+    /// else `PATH`.
+    pub async fn resolve(cfg: &DatabaseConfig) -> Self {
+        if !cfg.pg_bindir.as_os_str().is_empty() {
+            return Self { bindir: Some(cfg.pg_bindir.clone()) };
+        }
+        if let Ok(out) =
+            Cmd::new("pg_config").arg("--bindir").timeout(Duration::from_secs(5)).output().await
+        {
+            let dir = PathBuf::from(out.stdout_text().trim());
+            if dir.join("pg_dump").is_file() {
+                return Self { bindir: Some(dir) };
+            }
+        }
+        Self { bindir: newest_debian_bindir(Path::new("/usr/lib/postgresql")) }
+    }
+
+    /// Tools from one directory.
+    pub fn in_dir(dir: impl Into<PathBuf>) -> Self {
+        Self { bindir: Some(dir.into()) }
+    }
+
+    /// A command running `program` (`pg_dump`, `pg_restore`, `psql`).
+    pub fn cmd(&self, program: &str) -> Cmd {
+        match &self.bindir {
+            Some(dir) => Cmd::new(dir.join(program)),
+            None => Cmd::new(program),
+        }
+    }
+
+    /// A command running `program` against `target`: connection options, `--no-password`, and the
+    /// password in `PGPASSWORD`.
+    pub fn connect_cmd(&self, program: &str, target: &DbTarget) -> Cmd {
+        let (args, password) = target.libpq_args();
+        let mut cmd = self.cmd(program).args(args).arg("--no-password");
+        if let Some(password) = password {
+            cmd = cmd.secret_env("PGPASSWORD", &password);
+        }
+        cmd
+    }
+
+    /// `<program> --version`, e.g. `pg_dump (PostgreSQL) 15.20`.
+    pub async fn version(&self, program: &str) -> Result<String, BackupError> {
+        let out = self
+            .cmd(program)
+            .arg("--version")
+            .timeout(Duration::from_secs(10))
+            .output()
+            .await
+            .map_err(|source| BackupError::Program { action: "asking its version", source })?;
+        Ok(out.stdout_text().trim().to_owned())
+    }
+}
+
+fn newest_debian_bindir(root: &Path) -> Option<PathBuf> {
+    let mut best: Option<(u32, PathBuf)> = None;
+    for entry in fs_err::read_dir(root).ok()?.flatten() {
+        let Some(major) = entry.file_name().to_str().and_then(|v| v.parse::<u32>().ok()) else {
+            continue;
+        };
+        let bin = entry.path().join("bin");
+        if bin.join("pg_dump").is_file() && best.as_ref().is_none_or(|(m, _)| major > *m) {
+            best = Some((major, bin));
+        }
+    }
+    best.map(|(_, dir)| dir)
+}
+
+/// Row count of one table, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableCount {
+    pub schema: String,
+    pub table: String,
+    pub rows: i64,
+}
+
+impl TableCount {
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", quote_ident(&self.schema), quote_ident(&self.table))
+    }
+}
+
+/// The ordinary tables whose data pg_dump dumps: not system tables, not tables of extensions.
+const USER_TABLES: &str = "
+    SELECT n.nspname::text, c.relname::text
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.relkind = 'r'
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+      AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp\\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                      WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+    ORDER BY 1, 2";
+
+/// Exact row counts of every user table, in the client's current transaction (and snapshot).
+pub(crate) async fn table_counts(
+    client: &Client,
+) -> Result<Vec<TableCount>, tokio_postgres::Error> {
+    let mut out = Vec::new();
+    for row in client.query(USER_TABLES, &[]).await? {
+        let (schema, table): (String, String) = (row.get(0), row.get(1));
+        let sql = format!("SELECT count(*) FROM {}.{}", quote_ident(&schema), quote_ident(&table));
+        let rows: i64 = client.query_one(&sql, &[]).await?.get(0);
+        out.push(TableCount { schema, table, rows });
+    }
+    Ok(out)
+}
+
+/// Encoding, locale and owner of a database, to create its replacement alike.
+#[derive(Debug, Clone)]
+pub(crate) struct DbShape {
+    pub owner: String,
+    pub encoding: String,
+    pub collate: String,
+    pub ctype: String,
+}
+
+pub(crate) async fn db_shape(
+    maint: &Client,
+    name: &str,
+) -> Result<Option<DbShape>, tokio_postgres::Error> {
+    let row = maint
+        .query_opt(
+            "SELECT pg_get_userbyid(datdba)::text, pg_encoding_to_char(encoding)::text, datcollate::text, datctype::text
+             FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await?;
+    Ok(row.map(|r| DbShape {
+        owner: r.get(0),
+        encoding: r.get(1),
+        collate: r.get(2),
+        ctype: r.get(3),
+    }))
+}
+
+pub(crate) async fn database_exists(
+    maint: &Client,
+    name: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(maint.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name]).await?.is_some())
+}
+
+/// `CREATE DATABASE name` from template0 with the shape of `like` (when known).
+pub(crate) async fn create_database(
+    maint: &Client,
+    name: &str,
+    like: Option<&DbShape>,
+) -> Result<(), tokio_postgres::Error> {
+    let mut sql = format!("CREATE DATABASE {} TEMPLATE template0", quote_ident(name));
+    if let Some(shape) = like {
+        let _ = write!(
+            sql,
+            " OWNER {} ENCODING {} LC_COLLATE {} LC_CTYPE {}",
+            quote_ident(&shape.owner),
+            quote_literal(&shape.encoding),
+            quote_literal(&shape.collate),
+            quote_literal(&shape.ctype)
+        );
+    }
+    maint.batch_execute(&sql).await
+}
+
+/// Drop a database, ending its sessions first.
+pub(crate) async fn drop_database(maint: &Client, name: &str) -> Result<(), tokio_postgres::Error> {
+    maint
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", quote_ident(name)))
+        .await
+}
+
+/// Databases whose names start with `prefix`.
+pub(crate) async fn databases_with_prefix(
+    maint: &Client,
+    prefix: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = maint.query("SELECT datname::text FROM pg_database ORDER BY 1", &[]).await?;
+    Ok(rows.into_iter().map(|r| r.get::<_, String>(0)).filter(|n| n.starts_with(prefix)).collect())
+}
+
+/// A string literal for SQL.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// A database name that fits PostgreSQL's limit, or an error naming it.
+pub(crate) fn check_identifier(name: &str) -> Result<(), BackupError> {
+    if name.len() > MAX_IDENTIFIER {
+        return Err(BackupError::NameTooLong { name: name.to_owned() });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literals_and_bindir() {
+        assert_eq!(quote_literal("it's"), "'it''s'");
+        let tmp = tempfile::tempdir().unwrap();
+        for v in ["13", "15", "9.6", "x"] {
+            fs_err::create_dir_all(tmp.path().join(v).join("bin")).unwrap();
+            fs_err::write(tmp.path().join(v).join("bin/pg_dump"), "").unwrap();
+        }
+        assert_eq!(newest_debian_bindir(tmp.path()), Some(tmp.path().join("15/bin")));
+        let cmd = PgTools::in_dir("/opt/pg/bin").cmd("pg_dump");
+        assert_eq!(cmd.program(), Path::new("/opt/pg/bin/pg_dump"));
+    }
+
+    #[test]
+    fn connect_cmd_keeps_the_password_off_the_command_line() {
+        let target =
+            DbTarget::parse(&crate::secret::Secret::new("postgresql://u:hunter2@h:5433/app"))
+                .unwrap();
+        let cmd = PgTools::in_dir("/b").connect_cmd("pg_dump", &target);
+        let shown = cmd.display();
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("PGPASSWORD=***"), "{shown}");
+        assert!(cmd.argv().iter().all(|a| !a.contains("hunter2")));
+    }
+}

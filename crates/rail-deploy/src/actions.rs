@@ -1,0 +1,526 @@
+//! The real work behind each deploy step, against the live system through rail-core: the database and
+//! Redis, the Django management commands, backups and restores, maintenance mode, the service backend,
+//! health checks and notifications.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use rail_core::config::{Config, Loaded};
+use rail_core::db::DbTarget;
+use rail_core::journal::{self, RunId};
+use rail_core::lock::RunLock;
+use rail_core::process::Cmd;
+use rail_core::redis::redis;
+use serde_json::{json, Value};
+
+use crate::django::{self, Django};
+use crate::engine::{Actions, Boundary, Ending, RunState, Step};
+use crate::plan::Params;
+use crate::ENV_FAULT;
+
+/// Facts about the live system that a dry run shows; each is best effort and says why when unknown.
+#[derive(Debug)]
+pub(crate) struct Facts {
+    pub current_version: Option<String>,
+    pub pending: Result<Vec<String>, String>,
+    pub estimated_backup_bytes: Option<u64>,
+    pub free_bytes: Option<u64>,
+    pub lock_holder: Option<String>,
+    pub interrupted: Option<String>,
+    pub newest_backup: Option<String>,
+    pub commands: BTreeMap<Step, Vec<String>>,
+}
+
+impl Facts {
+    /// Read everything a plan needs, changing nothing.
+    pub(crate) async fn gather(loaded: &Loaded, params: &Params) -> Facts {
+        let cfg = &loaded.config;
+        let mut facts = Facts {
+            current_version: None,
+            pending: Err("not read".into()),
+            estimated_backup_bytes: None,
+            free_bytes: None,
+            lock_holder: None,
+            interrupted: None,
+            newest_backup: None,
+            commands: BTreeMap::new(),
+        };
+        facts.current_version = crate::services::current_version(cfg).await;
+        let target = params.version.clone().or_else(|| facts.current_version.clone());
+        let dir = release_dir(cfg, target.as_deref());
+        let dj = Django::new(cfg, dir);
+        let mut cmds = BTreeMap::new();
+        if let Ok(cmd) = dj.showmigrations() {
+            cmds.insert(Step::PreChecks, vec![cmd.display()]);
+            facts.pending = match cmd.output().await {
+                Ok(out) => Ok(django::pending_migrations(&out.stdout_text())),
+                Err(e) => Err(format!("{e:#}")),
+            };
+        }
+        if cfg.deploy.run_tests {
+            if let Ok(cmd) = dj.tests() {
+                cmds.entry(Step::PreChecks).or_insert_with(Vec::new).push(cmd.display());
+            }
+        }
+        if let Ok(cmd) = dj.migrate(params.migrate_target().as_ref()) {
+            cmds.insert(Step::Migrate, vec![cmd.display()]);
+        }
+        if let Ok(cmd) = dj.collectstatic() {
+            cmds.insert(Step::CollectStatic, vec![cmd.display()]);
+        }
+        if !cfg.deploy.cache_clear_command.is_empty() {
+            if let Ok(cmd) = dj.command(&cfg.deploy.cache_clear_command) {
+                cmds.insert(Step::CacheClear, vec![cmd.display()]);
+            }
+        }
+        cmds.insert(Step::Restart, crate::services::restart_commands(cfg, target.as_deref()));
+        cmds.insert(Step::Backup, crate::backups::commands(cfg));
+        facts.commands = cmds;
+        if let Some(url) = cfg.database_url() {
+            if let Ok(db) = DbTarget::parse(&url) {
+                facts.estimated_backup_bytes = estimate_backup(cfg, &db).await.ok();
+                facts.lock_holder = rail_core::lock::current_holder(&db)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|h| h.to_string());
+            }
+        }
+        facts.free_bytes = free_space(&existing_ancestor(&cfg.backup.directory)).ok();
+        facts.interrupted =
+            crate::interrupted(loaded).ok().flatten().map(|s| crate::describe_interrupted(&s));
+        facts.newest_backup = crate::backups::newest(cfg);
+        facts
+    }
+}
+
+/// The directory `manage.py` runs in for `version`: the release directory with the `releases`
+/// backend, `app.dir` otherwise.
+pub(crate) fn release_dir(cfg: &Config, version: Option<&str>) -> PathBuf {
+    let root = &cfg.services.releases.root;
+    match (cfg.services.backend, version) {
+        (rail_core::config::ServiceBackend::Releases, Some(v)) if !root.as_os_str().is_empty() => {
+            django::release_dir(root, v)
+        }
+        _ => cfg.app.dir.clone(),
+    }
+}
+
+/// Database size plus the static and media trees: what a backup will need at most (dumps compress).
+async fn estimate_backup(cfg: &Config, db: &DbTarget) -> anyhow::Result<u64> {
+    let client = db.connect(cfg.database.connect_timeout.get(), "rail-deploy").await?;
+    let row = client.query_one("SELECT pg_database_size(current_database())", &[]).await?;
+    let db_bytes: i64 = row.get(0);
+    let mut total = u64::try_from(db_bytes).unwrap_or(0);
+    if cfg.backup.include_static {
+        total += tree_size(&cfg.app.static_dir);
+    }
+    if cfg.backup.include_media {
+        total += tree_size(&cfg.app.media_dir);
+    }
+    Ok(total)
+}
+
+/// Total size of the regular files below `dir` (0 when it does not exist).
+pub(crate) fn tree_size(dir: &Path) -> u64 {
+    let Ok(entries) = fs_err::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => tree_size(&entry.path()),
+            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Free bytes for an unprivileged writer on the filesystem holding `path`.
+pub(crate) fn free_space(path: &Path) -> anyhow::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(path)
+        .with_context(|| format!("reading free space of {}", path.display()))?;
+    Ok(stat.blocks_available() * stat.fragment_size())
+}
+
+/// `path` or its nearest existing ancestor (the backup directory may not exist yet).
+fn existing_ancestor(path: &Path) -> PathBuf {
+    let mut p = path.to_path_buf();
+    while !p.exists() {
+        if !p.pop() {
+            return PathBuf::from(".");
+        }
+    }
+    if p.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        p
+    }
+}
+
+/// The deploy's [`Actions`] against the real system.
+pub(crate) struct Real<'a> {
+    loaded: &'a Loaded,
+    params: &'a Params,
+    run_id: RunId,
+    lock: &'a RunLock,
+    /// Header that lets health checks through maintenance mode.
+    bypass: Option<crate::maint::Bypass>,
+    fault: Option<Fault>,
+}
+
+/// A disaster-drill kill point from [`ENV_FAULT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Fault {
+    step: String,
+    when: String,
+}
+
+impl Fault {
+    fn from_env() -> Option<Fault> {
+        let raw = std::env::var(ENV_FAULT).ok()?;
+        let mut parts = raw.splitn(3, ':');
+        if parts.next()? != "kill" {
+            tracing::warn!("{ENV_FAULT}={raw} is not kill:<step>:before|after|during; ignored");
+            return None;
+        }
+        Some(Fault { step: parts.next()?.to_owned(), when: parts.next()?.to_owned() })
+    }
+
+    fn matches(&self, step: &str, when: &str) -> bool {
+        self.step == step && self.when == when
+    }
+}
+
+/// End this process at once, as a crash or `kill -9` would.
+fn die_now(step: &str, when: &str) -> ! {
+    tracing::warn!("{ENV_FAULT}: killing this run {when} {step}");
+    let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    // SIGKILL cannot be caught; this is only reached if raising it failed.
+    std::process::abort()
+}
+
+impl<'a> Real<'a> {
+    pub(crate) fn new(
+        loaded: &'a Loaded,
+        params: &'a Params,
+        run_id: &RunId,
+        lock: &'a RunLock,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            loaded,
+            params,
+            run_id: run_id.clone(),
+            lock,
+            bypass: None,
+            fault: Fault::from_env(),
+        })
+    }
+
+    fn cfg(&self) -> &'a Config {
+        &self.loaded.config
+    }
+
+    fn children_file(&self) -> PathBuf {
+        journal::dir(&self.cfg().backup.directory).join(format!("{}.children", self.run_id))
+    }
+
+    /// Run a long command, recording its process group so that a resumed run can stop it if this
+    /// process dies while it runs.
+    async fn run_tracked(&self, step: Step, cmd: Cmd) -> anyhow::Result<String> {
+        let mut running = cmd.spawn()?;
+        if let Some(pid) = running.pid() {
+            record_child(&self.children_file(), pid);
+        }
+        if let Some(fault) = &self.fault {
+            if fault.matches(step.name(), "during") {
+                // Give the child time to start its work before the crash.
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                die_now(step.name(), "during");
+            }
+        }
+        let mut stdout = running.stdout.take().expect("spawned with stdout piped");
+        let mut captured = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut captured)
+            .await
+            .context("reading the command's output")?;
+        running.wait().await?;
+        Ok(String::from_utf8_lossy(&captured).into_owned())
+    }
+
+    /// Stop any process group a dead run of this id left running (a migration it started, say).
+    pub(crate) fn stop_orphans(&self) {
+        let path = self.children_file();
+        let Ok(text) = fs_err::read_to_string(&path) else { return };
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let pgid = nix::unistd::Pid::from_raw(pid);
+            if nix::sys::signal::killpg(pgid, None).is_ok() {
+                tracing::warn!("stopping process group {pid} left running by the interrupted run");
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGTERM);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while Instant::now() < deadline && nix::sys::signal::killpg(pgid, None).is_ok() {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                let _ = nix::sys::signal::killpg(pgid, nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        let _ = fs_err::remove_file(&path);
+    }
+
+    async fn pre_checks(&mut self, state: &RunState) -> anyhow::Result<Value> {
+        let cfg = self.cfg();
+        let url = cfg.database_url().ok_or_else(|| self.loaded.missing("database.url"))?;
+        let db = DbTarget::parse(&url)?;
+        let client = db
+            .connect(cfg.database.connect_timeout.get(), "rail-deploy")
+            .await
+            .context("database check")?;
+        client.simple_query("SELECT 1").await.context("database check: SELECT 1 failed")?;
+        if !cfg.redis.url.is_empty() {
+            let mut conn =
+                rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
+                    .await
+                    .context("Redis check")?;
+            let _: String = redis::cmd("PING")
+                .query_async(&mut conn)
+                .await
+                .context("Redis check: PING failed")?;
+        }
+        let version_from = crate::services::current_version(cfg).await;
+        let version_to = self.params.version.clone().or_else(|| version_from.clone());
+        if let Some(v) = &version_to {
+            crate::services::check_version_exists(cfg, v)?;
+        }
+        let backup_dir = &cfg.backup.directory;
+        fs_err::create_dir_all(backup_dir).context("creating the backup directory")?;
+        let probe = backup_dir.join(format!(".rail-write-test-{}", self.run_id));
+        fs_err::write(&probe, b"").context("the backup directory is not writable")?;
+        fs_err::remove_file(&probe)?;
+        let mut estimated = 0;
+        let free = free_space(backup_dir)?;
+        let floor = cfg.backup.min_free_space.bytes();
+        if !self.params.no_backup {
+            estimated = estimate_backup(cfg, &db).await?;
+            if free < estimated + floor {
+                bail!(
+                    "not enough free space in {} for the backup: {} free, the backup needs up to {} and {} must stay free \
+                     (backup.min_free_space)",
+                    backup_dir.display(),
+                    rail_core::config::ByteSize(free),
+                    rail_core::config::ByteSize(estimated),
+                    rail_core::config::ByteSize(floor)
+                );
+            }
+        }
+        let dj = Django::new(cfg, release_dir(cfg, version_to.as_deref()));
+        let plan = dj.showmigrations()?.output().await.context("reading pending migrations")?;
+        let pending = django::pending_migrations(&plan.stdout_text());
+        if cfg.deploy.run_tests {
+            self.run_tracked(Step::PreChecks, dj.tests()?).await.context("the tests failed")?;
+        }
+        let _ = state;
+        Ok(json!({
+            "version_from": version_from,
+            "version_to": version_to,
+            "pending_migrations": pending,
+            "estimated_backup_bytes": estimated,
+            "free_bytes": free,
+            "summary": format!(
+                "{} pending migration{}, {} -> {}",
+                pending.len(),
+                if pending.len() == 1 { "" } else { "s" },
+                version_from.as_deref().unwrap_or("?"),
+                version_to.as_deref().unwrap_or("?")
+            ),
+        }))
+    }
+
+    fn django(&self, state: &RunState) -> Django<'a> {
+        Django::new(self.cfg(), release_dir(self.cfg(), state.version_to.as_deref()))
+    }
+
+    async fn cache_clear(&self, state: &RunState) -> anyhow::Result<Value> {
+        let cfg = self.cfg();
+        if !cfg.deploy.cache_clear_command.is_empty() {
+            let cmd = self.django(state).command(&cfg.deploy.cache_clear_command)?;
+            cmd.run().await?;
+            return Ok(json!({"summary": "cache clear command ran"}));
+        }
+        if cfg.redis.url.is_empty() {
+            return Ok(json!({"summary": "no Redis configured: nothing to clear"}));
+        }
+        let deleted = clear_cache(cfg).await?;
+        Ok(json!({"deleted_keys": deleted, "summary": format!("{deleted} cache keys deleted")}))
+    }
+}
+
+/// Delete the keys matching `deploy.cache_key_pattern`, except rail's own (`rail:` prefix: the
+/// maintenance key must survive a cache clear).
+pub(crate) async fn clear_cache(cfg: &Config) -> anyhow::Result<u64> {
+    let mut conn =
+        rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get()).await?;
+    let mut cursor: u64 = 0;
+    let mut deleted = 0u64;
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&cfg.deploy.cache_key_pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .context("scanning cache keys")?;
+        let doomed: Vec<Vec<u8>> = keys.into_iter().filter(|k| !k.starts_with(b"rail:")).collect();
+        if !doomed.is_empty() {
+            let n: u64 = redis::cmd("UNLINK")
+                .arg(&doomed)
+                .query_async(&mut conn)
+                .await
+                .context("deleting cache keys")?;
+            deleted += n;
+        }
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    Ok(deleted)
+}
+
+fn record_child(path: &Path, pid: u32) {
+    use std::io::Write;
+    let result = fs_err::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| writeln!(f, "{pid}").and_then(|()| f.sync_data()));
+    if let Err(e) = result {
+        tracing::warn!("could not record child process {pid}: {e}");
+    }
+}
+
+impl Actions for Real<'_> {
+    async fn run_step(&mut self, step: Step, state: &RunState) -> anyhow::Result<Value> {
+        if step != Step::PreChecks {
+            self.lock.check_alive().await?;
+        }
+        let cfg = self.cfg();
+        match step {
+            Step::PreChecks => self.pre_checks(state).await,
+            Step::MaintenanceOn => {
+                let (value, bypass) = crate::maint::enable(cfg, &self.run_id, "deploy").await?;
+                self.bypass = bypass;
+                Ok(value)
+            }
+            Step::Backup => crate::backups::take(cfg, &self.run_id, state).await,
+            Step::Migrate => {
+                let cmd = self.django(state).migrate(self.params.migrate_target().as_ref())?;
+                let out = self.run_tracked(step, cmd).await?;
+                let applied =
+                    out.lines().filter(|l| l.trim_start().starts_with("Applying ")).count();
+                Ok(json!({"applied": applied, "summary": format!("{applied} migrations applied")}))
+            }
+            Step::CollectStatic => {
+                let cmd = self.django(state).collectstatic()?;
+                let out = self.run_tracked(step, cmd).await?;
+                let summary = out
+                    .lines()
+                    .rev()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned();
+                Ok(json!({"summary": summary}))
+            }
+            Step::CacheClear => self.cache_clear(state).await,
+            Step::Restart => {
+                crate::services::switch_and_restart(cfg, state.version_to.as_deref()).await
+            }
+            Step::PostChecks => crate::checks::until_healthy(cfg, self.bypass.as_ref()).await,
+            Step::MaintenanceOff => crate::maint::disable(cfg).await,
+            Step::ActivateSchema => crate::schema::activate_served(cfg, &self.run_id).await,
+            Step::Notify => Ok(Value::Null),
+        }
+    }
+
+    async fn rollback(&mut self, state: &RunState) -> anyhow::Result<Value> {
+        let cfg = self.cfg();
+        let backup = state.backup.clone().context("the run has no backup to restore")?;
+        let touched = |s: Step| state.began.contains(&s);
+        let mut restored = Vec::new();
+        // Maintenance is (still) on while we restore; make sure, with a fresh expiry.
+        if cfg.deploy.maintenance_mode {
+            let (_, bypass) = crate::maint::enable(cfg, &self.run_id, "rollback").await?;
+            self.bypass = bypass;
+        }
+        if touched(Step::Restart) {
+            crate::services::stop(cfg).await.context("stopping the services before the restore")?;
+        }
+        let components = crate::backups::Components {
+            database: touched(Step::Migrate),
+            static_files: touched(Step::CollectStatic),
+            schema: touched(Step::ActivateSchema),
+        };
+        let fault = self.fault.clone();
+        crate::backups::restore(cfg, &self.run_id, &backup, &components, &mut restored, || {
+            if fault.as_ref().is_some_and(|f| f.matches("rollback", "during")) {
+                die_now("rollback", "during");
+            }
+        })
+        .await?;
+        if touched(Step::Restart) || touched(Step::Migrate) {
+            crate::services::switch_and_restart(cfg, state.version_from.as_deref())
+                .await
+                .context("restarting the previous app version")?;
+            restored.push("app".to_owned());
+        }
+        crate::checks::until_healthy(cfg, self.bypass.as_ref())
+            .await
+            .context("the restored system is not healthy")?;
+        if cfg.deploy.maintenance_mode {
+            crate::maint::disable(cfg).await?;
+        }
+        Ok(json!({"restored": restored, "backup": backup}))
+    }
+
+    async fn end_maintenance(&mut self, _state: &RunState) {
+        if self.cfg().deploy.maintenance_mode {
+            if let Err(e) = crate::maint::disable(self.cfg()).await {
+                tracing::warn!("could not end maintenance: {e:#}");
+            }
+        }
+    }
+
+    async fn notify(&mut self, state: &RunState, ending: &Ending, duration: Duration) {
+        self.notify_ending(state, ending, duration).await;
+    }
+
+    fn boundary(&mut self, step: &str, when: Boundary) {
+        if let Some(fault) = &self.fault {
+            if fault.matches(step, when.as_str()) {
+                die_now(step, when.as_str());
+            }
+        }
+    }
+}
+
+impl Real<'_> {
+    pub(crate) async fn notify_ending(
+        &self,
+        state: &RunState,
+        ending: &Ending,
+        duration: Duration,
+    ) {
+        crate::notes::send(self.cfg(), &self.run_id, state, ending, duration).await;
+    }
+}
+
+/// `deploy maintenance on|off|status`.
+pub(crate) async fn maintenance_command(
+    cli: &crate::Cli,
+    loaded: &Loaded,
+    action: &crate::cli::MaintenanceAction,
+) -> anyhow::Result<u8> {
+    crate::maint::command(cli, loaded, action).await
+}

@@ -1,0 +1,112 @@
+//! Backups and restores as the pipeline uses them: the verified backup of a deploy, and the restore of
+//! the components a failed deploy touched.
+
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use rail_core::backup::{self, BackupRequest, NoProgress};
+use rail_core::config::Config;
+use rail_core::journal::RunId;
+use rail_core::restore::{self, RestoreOptions};
+use serde_json::{json, Value};
+
+use crate::engine::RunState;
+
+/// What a rollback restores.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Components {
+    pub database: bool,
+    pub static_files: bool,
+    pub schema: bool,
+}
+
+/// Take the run's backup set and verify it at `backup.verify`.
+pub(crate) async fn take(cfg: &Config, run_id: &RunId, state: &RunState) -> anyhow::Result<Value> {
+    let mut request = BackupRequest::new(format!("deploy {run_id}"));
+    request.app_version = state.version_from.clone();
+    request.schema = crate::schema::active_snapshot(cfg).await;
+    let set = backup::create(cfg, &request).await.context("taking the backup")?;
+    let report = backup::verify(cfg, &set.name, cfg.backup.verify, &NoProgress)
+        .await
+        .context("verifying the backup")?;
+    if !report.ok() {
+        bail!("backup {} failed verification: {}", set.name, report.summary());
+    }
+    let size = set.manifest().map_or(0, backup::Manifest::total_size);
+    Ok(json!({
+        "backup": set.name,
+        "bytes": size,
+        "summary": format!("{} ({}), verified: {:?}", set.name, rail_core::config::ByteSize(size), cfg.backup.verify),
+    }))
+}
+
+/// The commands a backup would run, for the dry-run plan.
+pub(crate) fn commands(cfg: &Config) -> Vec<String> {
+    let mut out = vec![format!(
+        "pg_dump --format={} … > {}/backup_<time>/{}",
+        match cfg.backup.format {
+            rail_core::config::DumpFormat::Custom => "custom",
+            rail_core::config::DumpFormat::Directory => "directory",
+        },
+        cfg.backup.directory.display(),
+        backup::DATABASE_FILE
+    )];
+    if cfg.backup.include_static && !cfg.app.static_dir.as_os_str().is_empty() {
+        out.push(format!("tar+gzip {} > {}", cfg.app.static_dir.display(), backup::STATIC_FILE));
+    }
+    if cfg.backup.include_media && !cfg.app.media_dir.as_os_str().is_empty() {
+        out.push(format!("tar+gzip {} > {}", cfg.app.media_dir.display(), backup::MEDIA_FILE));
+    }
+    out
+}
+
+/// The newest complete set, if any.
+pub(crate) fn newest(cfg: &Config) -> Option<String> {
+    backup::list(cfg)
+        .ok()?
+        .into_iter()
+        .find(|e| e.status == backup::SetStatus::Complete)
+        .map(|e| e.name)
+}
+
+/// Restore `components` of the set `name`; `during` is called between preparing the restore (slow,
+/// nothing live changes) and switching it in (fast), where a crash tests the switch's recovery.
+pub(crate) async fn restore(
+    cfg: &Config,
+    run_id: &RunId,
+    name: &str,
+    components: &Components,
+    restored: &mut Vec<String>,
+    during: impl FnOnce(),
+) -> anyhow::Result<()> {
+    // A crash of an earlier attempt between two renames is repaired first.
+    restore::repair(cfg).await.context("repairing an interrupted restore")?;
+    let set = backup::open(cfg, name, false).with_context(|| format!("opening backup {name}"))?;
+    let mut opts = RestoreOptions::from_config(cfg);
+    opts.components = restore::Components {
+        database: components.database,
+        static_files: components.static_files,
+        media: false,
+        schema: components.schema,
+        app: false,
+    };
+    opts.progress = Arc::new(NoProgress);
+    let prepared = restore::prepare(cfg, &set, &opts)
+        .await
+        .with_context(|| format!("preparing the restore of {name}"))?;
+    during();
+    let outcome = restore::switch(cfg, prepared, &opts, None)
+        .await
+        .with_context(|| format!("restoring {name}"))?;
+    if outcome.database.is_some() {
+        restored.push("database".into());
+    }
+    for dir in &outcome.dirs {
+        restored.push(dir.component.as_str().to_owned());
+    }
+    if let Some(version) = &outcome.schema_version {
+        crate::schema::reactivate(cfg, version, &format!("deploy rollback {run_id}")).await?;
+        restored.push("schema".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,47 @@
+//! Health-gated finish: the post-deploy checks poll the `healthcheck` checks until all are healthy
+//! or `deploy.health_check_timeout` runs out.
+
+use std::time::Instant;
+
+use anyhow::bail;
+use rail_core::config::Config;
+use rail_core::health::{self, RunOptions, Status};
+use serde_json::{json, Value};
+
+use crate::maint::Bypass;
+
+/// Poll the configured checks until every one is healthy (a warning counts as passing: the app
+/// answers), or fail with the last report's failing checks.
+pub(crate) async fn until_healthy(cfg: &Config, bypass: Option<&Bypass>) -> anyhow::Result<Value> {
+    let selection = health::parse_selection(&cfg.deploy.health_checks)?;
+    let opts = RunOptions { timeout: None, extra_headers: bypass.into_iter().cloned().collect() };
+    let started = Instant::now();
+    let deadline = started + cfg.deploy.health_check_timeout.get();
+    let mut rounds = 0u32;
+    loop {
+        rounds += 1;
+        let report = health::run_checks(cfg, &selection, &opts).await;
+        if report.overall != Status::Critical {
+            let summary = format!(
+                "healthy after {rounds} round{} ({})",
+                if rounds == 1 { "" } else { "s" },
+                crate::progress::format_duration(started.elapsed())
+            );
+            return Ok(json!({"rounds": rounds, "summary": summary}));
+        }
+        if Instant::now() + cfg.deploy.health_check_interval.get() >= deadline {
+            let failing: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Critical)
+                .map(|c| format!("{}: {}", c.name.as_str(), c.message))
+                .collect();
+            bail!(
+                "not healthy within {} ({rounds} rounds): {}",
+                cfg.deploy.health_check_timeout,
+                failing.join("; ")
+            );
+        }
+        tokio::time::sleep(cfg.deploy.health_check_interval.get()).await;
+    }
+}

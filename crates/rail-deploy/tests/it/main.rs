@@ -1,0 +1,6 @@
+//! Integration tests of `deploy`: the real binary against a private demo app (gunicorn), its own
+//! database and Redis db on the local stack.
+
+mod support;
+
+mod pipeline;

@@ -1,0 +1,105 @@
+//! Runs killed with SIGKILL leave nothing half-done behind: no set offered for restore, a live database
+//! that is the old one or the restored one, and a report of the interrupted run next time.
+
+use std::time::Duration;
+
+use crate::support::Env;
+
+#[test]
+fn a_killed_backup_leaves_no_restorable_set() {
+    let env = Env::new();
+    env.backup("good");
+    env.make_media_slow(48);
+    let mut running = env.spawn(&["backup", "--name", "killed"]);
+    let partial = env.backups().join(".partial-killed");
+    assert!(
+        Env::wait_for(|| partial.exists(), Duration::from_secs(60)),
+        "the partial set never appeared"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    running.kill();
+    let out = running.wait();
+    assert_eq!(out.signal, Some(9), "{}", out.describe());
+
+    // Listed as incomplete, never offered: verify and rollback refuse it, --previous picks the good one.
+    let list = env.rollback(&["list", "--format", "json"]);
+    list.assert_success();
+    let sets = list.json();
+    let killed = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "killed")
+        .expect("the killed set is listed");
+    assert_eq!(killed["status"], "incomplete", "{}", list.stdout);
+    let out = env.rollback(&["rollback", "killed", "--yes"]);
+    out.assert_code(3);
+    assert!(out.stderr.contains("incomplete"), "{}", out.describe());
+    // That run reported the interrupted backup.
+    assert!(out.stderr.contains("did not finish"), "{}", out.describe());
+    assert!(out.stderr.contains("backup"), "{}", out.describe());
+
+    let out = env.rollback(&["rollback", "--previous", "--yes"]);
+    out.assert_success();
+    assert!(out.stdout.contains("restored `good`"), "{}", out.describe());
+
+    // prune removes the leftover.
+    let out = env.rollback(&["prune"]);
+    out.assert_success();
+    assert!(!partial.exists(), "{}", out.describe());
+}
+
+#[test]
+fn a_killed_rollback_leaves_the_old_or_the_restored_database() {
+    let env = Env::new();
+    env.make_media_slow(32);
+    env.backup("b1");
+    let restored = env.db_state();
+    // Kill points: while preparing (restoring beside the live database), right after the database
+    // switch, and after the directories were switched.
+    let points = [
+        "\"step\":\"prepare\",\"attempt\"",
+        "\"step\":\"switch-database\",\"outcome\"",
+        "\"step\":\"switch-media\",\"outcome\"",
+    ];
+    for point in points {
+        env.mutate_again();
+        let old = env.db_state();
+        let journals_before = env.journal_files();
+        let mut running = env.spawn(&["rollback", "b1", "--yes"]);
+        let reached = Env::wait_for(
+            || env.new_journals(&journals_before).contains(point),
+            Duration::from_secs(120),
+        );
+        running.kill();
+        let out = running.wait();
+        assert!(reached, "{point}: the run never reached the kill point\n{}", out.describe());
+
+        let now = env.db_state();
+        assert!(
+            now == old || now == restored,
+            "{point}: the live database is neither the old nor the restored one"
+        );
+
+        // The next run reports the interrupted one and finishes it.
+        let out = env.rollback(&["rollback", "--previous", "--yes"]);
+        out.assert_success();
+        assert!(out.stderr.contains("did not finish"), "{point}: {}", out.describe());
+        assert!(
+            out.stderr.contains("finishing the interrupted rollback"),
+            "{point}: {}",
+            out.describe()
+        );
+        assert_eq!(env.db_state(), restored, "{point}: after --previous");
+        let leftovers: Vec<_> =
+            env.leftover_databases().into_iter().filter(|n| !n.contains("__rail_pre_")).collect();
+        assert!(leftovers.is_empty(), "{point}: {leftovers:?}");
+    }
+}
+
+impl Env {
+    /// A change to the database that a rollback undoes, different each call.
+    fn mutate_again(&self) {
+        self.db.execute("INSERT INTO events (kind) VALUES ('again'); UPDATE reporting.daily SET total = total + 1;");
+    }
+}

@@ -1,0 +1,133 @@
+//! A rollback brings back exactly what was backed up.
+
+use crate::support::{Env, Settings};
+
+fn round_trip(env: &Env, extra_args: &[&str]) {
+    env.backup("b1");
+    let (db_before, files_before) = (env.db_state(), env.files_state());
+
+    env.mutate();
+    assert_ne!(env.db_state(), db_before, "the mutation must change the database");
+    assert_ne!(env.files_state(), files_before, "the mutation must change the files");
+
+    let mut args = vec!["rollback", "b1", "--yes"];
+    args.extend_from_slice(extra_args);
+    let out = env.rollback(&args);
+    out.assert_success();
+    assert!(out.stdout.contains("restored `b1`"), "{}", out.describe());
+
+    let db_after = env.db_state();
+    assert_eq!(db_after.schema, db_before.schema, "schema after the rollback");
+    assert_eq!(db_after.tables, db_before.tables, "table contents after the rollback");
+    let (static_after, media_after) = env.files_state();
+    assert_eq!(static_after, files_before.0, "static tree after the rollback");
+    assert_eq!(media_after, files_before.1, "media tree after the rollback");
+}
+
+#[test]
+fn swap_restore_is_exact() {
+    let env = Env::new();
+    round_trip(&env, &[]);
+    // The replaced database and directories are kept beside the live ones.
+    let kept = env.leftover_databases();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].starts_with(&format!("{}__rail_pre_", env.db.name())), "{kept:?}");
+    let siblings: Vec<_> = fs_err::read_dir(env.dir.join("app"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".rail-pre-"))
+        .collect();
+    assert_eq!(siblings.len(), 2, "{siblings:?}");
+    // The audit log has the run.
+    let history = env.rollback(&["history", "--format", "json"]);
+    history.assert_success();
+    let runs = history.json();
+    assert_eq!(runs.as_array().unwrap().len(), 1, "{}", history.stdout);
+    assert_eq!(runs[0]["outcome"], "success");
+    assert_eq!(runs[0]["backup"], "b1");
+}
+
+#[test]
+fn in_place_restore_is_exact_and_takes_a_safety_copy() {
+    let env = Env::new();
+    round_trip(&env, &["--strategy", "in-place"]);
+    assert!(env.leftover_databases().is_empty(), "in place keeps no database copy");
+    let list = env.rollback(&["list", "--format", "json"]);
+    let sets = list.json();
+    let reasons: Vec<_> = sets
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["manifest"]["reason"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert!(reasons.iter().any(|r| r.starts_with("pre-rollback ")), "{reasons:?}");
+}
+
+#[test]
+fn directory_format_round_trip() {
+    let env = Env::with(&Settings { backup: "format = \"directory\"\njobs = 2", sections: "" });
+    round_trip(&env, &[]);
+    assert!(env.set_dir("b1").join("database").is_dir());
+}
+
+#[test]
+fn only_the_chosen_components_are_restored() {
+    let env = Env::new();
+    env.backup("b1");
+    let db_before = env.db_state();
+    env.mutate();
+    let files_mutated = env.files_state();
+    env.rollback(&["rollback", "b1", "--yes", "--components", "db"]).assert_success();
+    assert_eq!(env.db_state().tables, db_before.tables);
+    assert_eq!(env.files_state(), files_mutated, "files must stay as they were");
+}
+
+#[test]
+fn the_schema_version_comes_back_even_when_deleted_since() {
+    use rail_core::schema_store::{
+        parse_version, ActivationReason, NewVersion, SchemaStore, StoreLocation,
+    };
+    let env = Env::with(&Settings {
+        backup: "",
+        sections: "[schema]\nstore = \"dir\"\ndirectory = \"{root}/schema\"\n",
+    });
+    let location = StoreLocation::Dir(env.dir.join("schema"));
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let create = |version: &str, sdl: &str| {
+        runtime.block_on(async {
+            let store = SchemaStore::open(&location).await.unwrap();
+            let new = NewVersion {
+                version: parse_version(version).unwrap(),
+                description: String::new(),
+                sdl: sdl.to_owned(),
+                created_by: "test".into(),
+                created_at: None,
+                metadata: serde_json::json!({}),
+                activate: Some(ActivationReason::Activate),
+            };
+            store.create(new).await.unwrap();
+        });
+    };
+    let active = || {
+        runtime
+            .block_on(async { SchemaStore::open(&location).await.unwrap().active().await.unwrap() })
+    };
+    create("1.0.0", "type Query { a: Int }");
+    env.backup("b1");
+    let manifest = env.rollback(&["list", "--format", "json"]).json()[0]["manifest"].clone();
+    assert_eq!(manifest["schema_version"], "1.0.0");
+    assert_eq!(
+        fs_err::read_to_string(env.set_dir("b1").join("schema.graphql")).unwrap(),
+        "type Query { a: Int }"
+    );
+
+    create("1.1.0", "type Query { a: Int b: Int }");
+    runtime.block_on(async {
+        let store = SchemaStore::open(&location).await.unwrap();
+        store.delete(&parse_version("1.0.0").unwrap(), false).await.unwrap();
+    });
+    env.rollback(&["rollback", "b1", "--yes"]).assert_success();
+    let now = active().expect("a version is active");
+    assert_eq!(now.info.version, "1.0.0");
+    assert_eq!(now.sdl, "type Query { a: Int }");
+}
