@@ -85,7 +85,15 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             }
         };
     let ctx = Ctx { cli, cfg: loaded.config };
-    let result = runtime.block_on(dispatch(&ctx));
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = dispatch(&ctx) => result,
+            signal = interrupted() => Err(Exit::with_code(
+                exit::FAILED,
+                format!("interrupted by {signal}: programs started were stopped, and the next run reports and repairs this one"),
+            )),
+        }
+    });
     // Blocking tasks (archive writers) that outlived a cancelled future must not hold the exit.
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
@@ -108,6 +116,21 @@ async fn dispatch(ctx: &Ctx) -> anyhow::Result<u8> {
         Command::Prune { dry_run } => prune::run(ctx, *dry_run).await,
         Command::History { limit } => history::run(ctx, *limit),
         Command::Completions { .. } => Ok(exit::SUCCESS),
+    }
+}
+
+/// Wait for SIGINT or SIGTERM. Returning drops the running command, which stops the programs it started
+/// (their process groups) and removes a partial set; a restore cut short is repaired by the next run.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) =
+        (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+    else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
     }
 }
 

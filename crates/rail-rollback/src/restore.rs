@@ -188,8 +188,12 @@ async fn restore_run(
             None
         }
         Some(level) => {
+            let only = verified_components(components);
             let report = run
-                .step("verify", async { Ok(backup::verify(cfg, &name, level, &*progress).await?) })
+                .step("verify", async {
+                    Ok(backup::verify_components(cfg, &name, level, Some(&only), &*progress)
+                        .await?)
+                })
                 .await?;
             if !report.ok() {
                 for check in report.failures() {
@@ -292,6 +296,25 @@ async fn restore_run(
         return Err(failed_after_switch(&error, put_back));
     }
     Ok((outcome, Parts { set, verification, repaired }))
+}
+
+/// The components a restore of `components` reads.
+fn verified_components(components: Components) -> Vec<backup::ComponentKind> {
+    use backup::ComponentKind;
+    let mut out = Vec::new();
+    if components.database {
+        out.push(ComponentKind::Database);
+    }
+    if components.static_files {
+        out.push(ComponentKind::Static);
+    }
+    if components.media {
+        out.push(ComponentKind::Media);
+    }
+    if components.schema {
+        out.push(ComponentKind::Schema);
+    }
+    out
 }
 
 /// The error of a restore that failed after changing something: exit 4 when the previous state is back,
@@ -476,7 +499,12 @@ fn print_outcome(
     if let Some(db) = &outcome.database {
         let kept =
             db.kept.as_deref().map_or_else(String::new, |k| format!(", previous kept as {k}"));
-        lines.push(format!("  database  {}{kept}", db.live));
+        let ended = if db.sessions_ended > 0 {
+            format!(", {} sessions ended", db.sessions_ended)
+        } else {
+            String::new()
+        };
+        lines.push(format!("  database  {}{kept}{ended}", db.live));
     }
     for dir in &outcome.dirs {
         let kept = dir

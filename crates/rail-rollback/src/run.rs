@@ -46,6 +46,20 @@ impl Run {
         for dead in &unfinished {
             output::stderr_line(&format!("warning: {}", describe_dead(dead)));
         }
+        // A dead backup, prune or verification has nothing to finish (its partial set or scratch database
+        // is pruned): it is resolved once reported. Dead rollbacks wait for `rollback rollback`, which
+        // repairs and finishes them, and dead deploys for `deploy --resume` or `rollback --previous`.
+        let mut unfinished = unfinished;
+        unfinished.retain(|dead| {
+            let command = dead.meta.get("command").and_then(Value::as_str);
+            let finished_by_nobody = dead.kind == RunKind::Rollback && command.is_some_and(|c| c != "rollback");
+            if finished_by_nobody {
+                if let Err(error) = journal::mark_resolved(&dead.path, &journal::Resolution::Abandoned) {
+                    tracing::warn!(error = %backup::error_chain(&error), "cannot mark a dead run resolved");
+                }
+            }
+            !finished_by_nobody
+        });
         if let Some(map) = meta.as_object_mut() {
             map.insert("command".into(), json!(command));
             map.insert("environment".into(), json!(ctx.cfg.environment));

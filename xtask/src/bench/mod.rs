@@ -6,6 +6,7 @@
 //! or a container runtime sees it. Benchmarks are never timed tests: a busy machine makes them noisy, and
 //! a missed target is a finding to look at, not a flaky failure.
 
+mod backup;
 mod health;
 
 use std::path::Path;
@@ -21,7 +22,10 @@ usage: cargo xtask bench [GROUP] [--rounds N]
 
 groups:
   health           healthcheck vs curl, pg_isready and redis-cli (default)
-  health-monitor   RSS of `healthcheck --monitor` over time [--minutes M] [--interval DUR]";
+  health-monitor   RSS of `healthcheck --monitor` over time [--minutes M] [--interval DUR]
+  backup           rollback backup / rollback rollback against pg_dump -Fc + tar czf and single-job
+                   pg_restore (data: about 1 GB of database and 500 MB of media, generated once and kept
+                   under target/bench) [--rounds N]";
 
 /// Options shared by the groups.
 #[derive(Debug, Clone)]
@@ -33,6 +37,9 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("backup") {
+        return backup::run(root, &args[1..]);
+    }
     let mut opts = Options { rounds: 40, warmup: 3, minutes: 10.0, interval: "1s".into() };
     let mut group = None;
     let mut it = args.iter();

@@ -32,7 +32,7 @@ pub use manifest::{
 };
 pub use pg::{PgTools, TableCount};
 pub use prune::{prune, PruneItem, PruneKind, PrunePlan};
-pub use verify::{verify, verify_set, Check, VerifyReport};
+pub use verify::{verify, verify_components, verify_set, Check, VerifyReport};
 
 use crate::archive::{self, create_private_file, ArchiveError, HashingWriter};
 use crate::config::{Config, DumpFormat};
@@ -116,6 +116,8 @@ pub enum BackupError {
     NoSets { dir: String },
     #[error("the backup was cancelled")]
     Cancelled,
+    #[error("{what} is not supported")]
+    Unsupported { what: &'static str },
     #[error("the backup did not finish within {} (backup.timeout)", humantime::format_duration(*after))]
     Timeout { after: Duration },
     #[error("database name `{name}` is longer than PostgreSQL's 63 bytes")]
@@ -524,6 +526,11 @@ pub async fn create(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Back
 }
 
 async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, BackupError> {
+    if cfg.backup.compression != crate::config::Compression::Gzip {
+        return Err(BackupError::Unsupported {
+            what: "backup.compression = \"zstd\" (use \"gzip\")",
+        });
+    }
     let started = Instant::now();
     let created_at = Utc::now();
     let store = store(cfg);
@@ -573,7 +580,18 @@ async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Ba
         });
     }
 
-    let dir = store.begin(&name)?;
+    let dir = match store.begin(&name) {
+        // A partial set of this name was left by a run that died (the caller holds the run lock, so
+        // it is not being written): start it again, so that a resumed run can take the same set.
+        Err(StoreError::Exists { .. })
+            if store.local_path(&name).is_ok_and(|e| e.kind == EntryKind::Partial) =>
+        {
+            tracing::warn!(set = %name, "removing the partial set of a run that did not finish");
+            store.abort(&name)?;
+            store.begin(&name)?
+        }
+        other => other?,
+    };
     let mut abort = AbortOnDrop { store: &store, name: name.clone(), armed: true };
     tracing::info!(set = %name, dir = %dir.display(), "taking a backup set");
     let cancel = Arc::new(Cancel::default());

@@ -87,6 +87,18 @@ pub async fn verify(
     level: VerifyLevel,
     progress: &dyn Progress,
 ) -> Result<VerifyReport, BackupError> {
+    verify_components(cfg, name, level, None, progress).await
+}
+
+/// Verify the set `name`, checking only the components in `only` (all when `None`) besides its manifest:
+/// a restore of the database alone need not read the media archive.
+pub async fn verify_components(
+    cfg: &Config,
+    name: &str,
+    level: VerifyLevel,
+    only: Option<&[ComponentKind]>,
+    progress: &dyn Progress,
+) -> Result<VerifyReport, BackupError> {
     let started = Instant::now();
     let entry = super::store(cfg).local_path(name)?;
     let mut checks = Vec::new();
@@ -112,7 +124,8 @@ pub async fn verify(
                 }
             };
             if let Some(manifest) = manifest {
-                checks.extend(verify_set(cfg, &entry.path, &manifest, level, progress).await?);
+                checks
+                    .extend(verify_set(cfg, &entry.path, &manifest, level, only, progress).await?);
             }
         }
     }
@@ -124,20 +137,24 @@ pub async fn verify(
     })
 }
 
-/// Check the components of a set whose manifest has been read.
+/// Check the components of a set whose manifest has been read (those in `only`, or all).
 pub async fn verify_set(
     cfg: &Config,
     dir: &Path,
     manifest: &Manifest,
     level: VerifyLevel,
+    only: Option<&[ComponentKind]>,
     progress: &dyn Progress,
 ) -> Result<Vec<Check>, BackupError> {
     let tools = PgTools::resolve(&cfg.database).await;
     let structure = level >= VerifyLevel::Structure;
-    progress.begin("verify", Some(manifest.total_size()));
+    let wanted = |kind: ComponentKind| only.is_none_or(|only| only.contains(&kind));
+    let total: u64 = manifest.components.iter().filter(|c| wanted(c.name)).map(|c| c.size).sum();
+    progress.begin("verify", Some(total));
     let tasks: Vec<_> = manifest
         .components
         .iter()
+        .filter(|c| wanted(c.name))
         .cloned()
         .map(|component| {
             let path = dir.join(&component.file);
@@ -148,8 +165,9 @@ pub async fn verify_set(
     for task in tasks {
         checks.push(task.await.map_err(|source| BackupError::Task { source })?);
     }
-    progress.advance("verify", manifest.total_size());
-    if structure {
+    progress.advance("verify", total);
+    let database = wanted(ComponentKind::Database);
+    if structure && database {
         if let Some(db) = manifest.component(ComponentKind::Database) {
             let index = checks
                 .iter()
@@ -160,10 +178,10 @@ pub async fn verify_set(
             }
         }
     }
-    if manifest.component(ComponentKind::Database).is_none() {
+    if database && manifest.component(ComponentKind::Database).is_none() {
         checks.push(Check::fail("database", "the manifest lists no database dump"));
     }
-    if level >= VerifyLevel::RestoreTest {
+    if level >= VerifyLevel::RestoreTest && database {
         if checks.iter().all(|c| c.ok) {
             let db = manifest.component(ComponentKind::Database).expect("checked above");
             checks.push(restore_test(cfg, &tools, &dir.join(&db.file), manifest).await?);

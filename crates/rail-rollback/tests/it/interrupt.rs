@@ -43,10 +43,24 @@ fn a_killed_backup_leaves_no_restorable_set() {
     out.assert_success();
     assert!(out.stdout.contains("restored `good`"), "{}", out.describe());
 
-    // prune removes the leftover.
-    let out = env.rollback(&["prune"]);
+    // prune would remove the leftover; a run taking the same set again replaces it.
+    let out = env.rollback(&["prune", "--dry-run", "--format", "json"]);
     out.assert_success();
-    assert!(!partial.exists(), "{}", out.describe());
+    let items = out.json()["items"].clone();
+    assert!(
+        items
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["name"] == "killed" && i["kind"] == "incomplete"),
+        "{}",
+        out.stdout
+    );
+    env.backup("killed");
+    assert!(!partial.exists());
+    let list = env.rollback(&["list", "--format", "json"]).json();
+    let killed = list.as_array().unwrap().iter().find(|s| s["name"] == "killed").unwrap().clone();
+    assert_eq!(killed["status"], "complete");
 }
 
 #[test]
@@ -102,4 +116,39 @@ impl Env {
     fn mutate_again(&self) {
         self.db.execute("INSERT INTO events (kind) VALUES ('again'); UPDATE reporting.daily SET total = total + 1;");
     }
+}
+
+#[test]
+fn sigterm_stops_a_backup_and_leaves_nothing() {
+    let env = Env::new();
+    env.make_media_slow(48);
+    let mut running = env.spawn(&["backup", "--name", "stopped"]);
+    let partial = env.backups().join(".partial-stopped");
+    assert!(
+        Env::wait_for(|| partial.exists(), Duration::from_secs(60)),
+        "the partial set never appeared"
+    );
+    running.signal(nix::sys::signal::Signal::SIGTERM);
+    let out = running.wait();
+    out.assert_code(1);
+    assert!(out.stderr.contains("interrupted by SIGTERM"), "{}", out.describe());
+    assert!(!partial.exists(), "the partial set is removed");
+    assert!(!env.set_dir("stopped").exists());
+}
+
+#[test]
+fn an_unreachable_database_is_a_clear_failure_without_secrets() {
+    let env = Env::new();
+    let config = fs_err::read_to_string(&env.config).unwrap();
+    let port = url::Url::parse(env.db.url()).unwrap().port().unwrap();
+    // A port nothing listens on (the stack's own port plus one is free or refuses, never the database).
+    fs_err::write(&env.config, config.replace(&format!(":{port}/"), ":1/")).unwrap();
+    for args in [&["backup"][..], &["rollback", "--previous", "--yes"]] {
+        let out = env.rollback(args);
+        out.assert_code(1);
+        assert!(out.stderr.contains("cannot connect"), "{args:?}: {}", out.describe());
+        assert!(!out.stderr.contains(env.db.password()) && !out.stdout.contains(env.db.password()));
+    }
+    // Listing needs no database.
+    env.rollback(&["list"]).assert_success();
 }
