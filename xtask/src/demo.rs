@@ -58,6 +58,7 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
     let config = root.join("deploy-configs").join("local.toml");
     let graphql =
         env.get("GRAPHQL_URL").context("GRAPHQL_URL missing from the stack env")?.to_owned();
+    let schema_dir = layout.stack.join("schema_versions").display().to_string();
     let cfg = |rest: &[&str]| -> Vec<String> {
         let mut v = vec!["--config".to_owned(), config.display().to_string()];
         v.extend(rest.iter().map(|s| (*s).to_owned()));
@@ -135,7 +136,15 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
         Step {
             title: "schemaver compare 1.0.0 -> 1.1.0",
             bin: "schemaver",
-            args: cfg(&["compare", "--from", "1.0.0", "--to", "1.1.0"]),
+            args: cfg(&[
+                "compare",
+                "--from",
+                "1.0.0",
+                "--to",
+                "1.1.0",
+                "--schema-dir",
+                &schema_dir,
+            ]),
             expect: 0,
         },
     ];

@@ -45,13 +45,29 @@ pub(crate) async fn activate_served(
         tracing::warn!("{warning}");
         return Ok(serde_json::json!({"warning": warning, "summary": warning}));
     }
+    let cfg = &loaded.config;
     let mut cmd = rail_core::process::Cmd::new(schemaver)
-        .args(["--environment", loaded.config.environment.as_str()])
-        .timeout(std::time::Duration::from_secs(120));
-    if let Some(file) = &loaded.file {
-        cmd = cmd.arg("--config").arg(file);
+        .timeout(std::time::Duration::from_secs(120))
+        .args(["refresh", "--activate"]);
+    match cfg.schema.store {
+        SchemaStoreKind::Dir => {
+            cmd = cmd.args(["--store", "dir", "--schema-dir"]).arg(&cfg.schema.directory);
+        }
+        SchemaStoreKind::Postgres => {
+            let Some(url) = cfg.database_url() else {
+                anyhow::bail!("the postgres schema store needs database.url")
+            };
+            cmd = cmd.args(["--store", "postgres"]).secret_env("DATABASE_URL", &url);
+        }
     }
-    cmd = cmd.args(["refresh", "--activate"]);
+    let url = if cfg.schema.capture_url.is_empty() {
+        cfg.graphql_url()
+    } else {
+        Some(cfg.schema.capture_url.clone())
+    };
+    if let Some(url) = url {
+        cmd = cmd.arg("--from-url").arg(url);
+    }
     match cmd.output().await {
         Ok(out) => {
             let text = out.stdout_text().trim().to_owned();
