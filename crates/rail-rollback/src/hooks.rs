@@ -1,22 +1,22 @@
 //! The steps of a rollback that belong to other parts of rail: service control (`rail_core::service`),
-//! notifications (`rail_core::notify`), the schema store and health checks.
+//! notifications (`rail_core::notify`), the schema store and the health checks (`rail_core::health`).
 //!
-//! Each is one small function so the rollback pipeline reads the same whatever backs it. Where the part
-//! is not part of this build yet, the function says so in the log and does nothing; the health check
-//! meanwhile does the one check every rollback needs, a query on the restored database.
-
-// The real service, notification and schema calls are async; these stand-ins keep their signatures.
-#![allow(clippy::unused_async)]
+//! Each is one small function so the rollback pipeline reads as its steps.
 
 use std::time::Duration;
 
-use rail_core::config::{Config, ServiceBackend};
+use anyhow::{bail, Context as _};
+use rail_core::config::Config;
+use rail_core::health::{self, RunOptions, Status};
+use rail_core::notify::{self, Event, Notification};
+use rail_core::service::{self, ServiceController};
 
 /// What a notification says about a rollback.
 #[derive(Debug, Clone)]
 pub(crate) struct RollbackEvent<'a> {
     pub run_id: &'a str,
     pub backup: &'a str,
+    pub succeeded: bool,
     pub outcome: &'a str,
     pub duration: Duration,
     pub app_version: Option<&'a str>,
@@ -24,45 +24,30 @@ pub(crate) struct RollbackEvent<'a> {
     pub detail: Option<String>,
 }
 
-fn backend_configured(cfg: &Config) -> bool {
-    cfg.services.backend != ServiceBackend::None
-}
-
-/// Stop the app's services before the switch.
+/// Stop the app's services before the switch (`deploy.services`, or the backend's own list).
 pub(crate) async fn stop_services(cfg: &Config) -> anyhow::Result<()> {
-    if backend_configured(cfg) {
-        tracing::warn!(backend = ?cfg.services.backend, "service control is not available in this build: services were not stopped");
-    } else {
-        tracing::info!("no service backend configured (services.backend): nothing to stop");
-    }
+    let controller = service::controller(cfg)?;
+    controller.stop(&cfg.deploy.services).await.context("stopping the services")?;
     Ok(())
 }
 
-/// Start the app's services, running `app_version` when given.
+/// Start the app's services on `app_version` (the current one when `None`) and wait until they are up,
+/// at most `rollback_procedures.service_start_timeout`.
 pub(crate) async fn start_services(cfg: &Config, app_version: Option<&str>) -> anyhow::Result<()> {
-    if backend_configured(cfg) {
-        tracing::warn!(
-            backend = ?cfg.services.backend,
-            app_version = app_version.unwrap_or("-"),
-            "service control is not available in this build: services were not started"
-        );
-    } else {
-        tracing::info!(
-            app_version = app_version.unwrap_or("-"),
-            "no service backend configured: nothing to start"
-        );
-    }
+    let controller = service::controller(cfg)?;
+    let services = &cfg.deploy.services;
+    controller.start(services, app_version).await.context("starting the services")?;
+    controller
+        .wait_ready(services, cfg.rollback.procedures.service_start_timeout.get())
+        .await
+        .context("waiting for the services to come up")?;
     Ok(())
 }
 
 /// The app version the service backend runs now, to record in a manual backup.
 pub(crate) async fn current_app_version(cfg: &Config) -> Option<String> {
-    if backend_configured(cfg) {
-        tracing::debug!(
-            "service control is not available in this build: the running app version is unknown"
-        );
-    }
-    None
+    let controller = service::controller(cfg).ok()?;
+    controller.current_version().await.ok().flatten()
 }
 
 /// Make the set's schema version the active one in the schema store.
@@ -80,28 +65,55 @@ pub(crate) async fn active_schema(cfg: &Config) -> Option<rail_core::backup::Sch
     rail_core::backup::active_schema(cfg).await
 }
 
-/// Check the app after the rollback: the restored database answers a query.
+/// The checks of `deploy.health_checks` until none is critical, at most
+/// `rollback_procedures.health_check_retries` more times `health_check_interval` apart. Checks whose
+/// target is not configured are skipped.
 pub(crate) async fn health_checks(cfg: &Config) -> anyhow::Result<()> {
-    let target = rail_core::backup::database_target(cfg)?;
-    let client = target.connect(cfg.database.connect_timeout.get(), "rail-rollback-health").await?;
-    client.simple_query("SELECT 1").await?;
-    Ok(())
+    let selection = health::parse_selection(&cfg.deploy.health_checks)?;
+    let procedures = &cfg.rollback.procedures;
+    let mut attempt = 0;
+    loop {
+        // The checks' future is large: keep it off the stack of the rollback's.
+        let report = Box::pin(health::run_checks(cfg, &selection, &RunOptions::default())).await;
+        if report.overall != Status::Critical {
+            return Ok(());
+        }
+        if attempt >= procedures.health_check_retries {
+            let failing: Vec<String> = report
+                .checks
+                .iter()
+                .filter(|c| c.status == Status::Critical)
+                .map(|c| format!("{}: {}", c.name.as_str(), c.message))
+                .collect();
+            bail!(
+                "health checks still critical after {} attempts: {}",
+                attempt + 1,
+                failing.join("; ")
+            );
+        }
+        attempt += 1;
+        tokio::time::sleep(procedures.health_check_interval.get()).await;
+    }
 }
 
 /// Tell the configured channels how the rollback went. Never fails the rollback.
 pub(crate) async fn notify(cfg: &Config, event: &RollbackEvent<'_>) {
-    let n = &cfg.notifications;
-    let wanted = n.on_rollback && (n.slack.enabled || n.webhook.enabled || n.email.enabled);
-    if wanted {
-        tracing::warn!(
-            run_id = event.run_id,
-            backup = event.backup,
-            outcome = event.outcome,
-            duration_ms = event.duration.as_millis() as u64,
-            app_version = event.app_version.unwrap_or("-"),
-            schema_version = event.schema_version.unwrap_or("-"),
-            detail = event.detail.as_deref().unwrap_or(""),
-            "notifications are not available in this build: nothing was sent"
-        );
+    let kind = if event.succeeded { Event::RollbackSucceeded } else { Event::RollbackFailed };
+    let message = match &event.detail {
+        Some(detail) => format!("rollback to {} {}: {detail}", event.backup, event.outcome),
+        None => format!("rollback to {} {}", event.backup, event.outcome),
+    };
+    let mut note = Notification::new(kind, event.run_id, &cfg.environment)
+        .message(message)
+        .outcome(event.outcome)
+        .duration(event.duration)
+        .backup(event.backup)
+        .app_versions(None, event.app_version.map(str::to_owned));
+    if let Some(version) = event.schema_version {
+        note = note.schema_version(version);
+    }
+    let note = note.scrubbed(&cfg.secrets());
+    for delivery in notify::send_all(&cfg.notifications, &note).await {
+        tracing::debug!(?delivery, "notification");
     }
 }

@@ -65,16 +65,20 @@ pub(crate) async fn run(ctx: &Ctx, args: &RollbackArgs) -> anyhow::Result<u8> {
         exit::ROLLBACK_FAILED => RunOutcome::RollbackFailed,
         _ => RunOutcome::Failed,
     };
-    let event = RollbackEvent {
-        run_id: run.id.as_str(),
-        backup: state.backup.as_deref().unwrap_or("-"),
-        outcome: outcome.as_str(),
-        duration: run.started.elapsed(),
-        app_version: state.app_version.as_deref(),
-        schema_version: state.schema_version.as_deref(),
-        detail: result.as_ref().err().map(|e| format!("{e:#}")),
-    };
-    hooks::notify(cfg, &event).await;
+    // Refusals and usage errors changed nothing and are the operator's own answer: no notification.
+    if !matches!(code, exit::REFUSED | exit::USAGE) {
+        let event = RollbackEvent {
+            run_id: run.id.as_str(),
+            backup: state.backup.as_deref().unwrap_or("-"),
+            succeeded: code == exit::SUCCESS,
+            outcome: outcome.as_str(),
+            duration: run.started.elapsed(),
+            app_version: state.app_version.as_deref(),
+            schema_version: state.schema_version.as_deref(),
+            detail: result.as_ref().err().map(|e| format!("{e:#}")),
+        };
+        hooks::notify(cfg, &event).await;
+    }
     let run_id = run.id.to_string();
     let audit = AuditInfo {
         environment: cfg.environment.clone(),
@@ -277,7 +281,14 @@ async fn restore_run(
 
     let after = async {
         if let (Some(version), Some(sdl)) = (&outcome.schema_version, &outcome.schema_sdl) {
-            run.step("schema", hooks::activate_schema(cfg, version, sdl)).await?;
+            // The schema registry is bookkeeping: the restored app does not depend on it, so a store that
+            // cannot be written is reported, not a reason to undo the restore.
+            if let Err(error) = run.step("schema", hooks::activate_schema(cfg, version, sdl)).await
+            {
+                output::stderr_line(&format!(
+                    "warning: schema version {version} was not activated: {error:#}"
+                ));
+            }
         }
         run.step("start-services", hooks::start_services(cfg, outcome.app_version.as_deref()))
             .await?;

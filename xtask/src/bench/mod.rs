@@ -26,9 +26,8 @@ groups:
   health-monitor   RSS of `healthcheck --monitor` over time [--minutes M] [--interval DUR]
   schemaver        schemaver compare vs graphql-inspector diff on the GitHub pair bbcdd330 -> 503d8f18
                    (installs @graphql-inspector/cli from npm under target/bench once) [--rounds N]
-  backup           rollback backup / rollback rollback against pg_dump -Fc + tar czf and single-job
-                   pg_restore (data: about 1 GB of database and 500 MB of media, generated once and kept
-                   under target/bench) [--rounds N]";
+  backup           rollback backup / rollback rollback vs pg_dump -Fc + tar czf and single-job pg_restore
+                   on about 1 GB of database and 500 MB of media, generated once under target/bench [--rounds N, default 3]";
 
 /// Options shared by the groups.
 #[derive(Debug, Clone)]
@@ -40,6 +39,7 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    // Rounds of minutes each, and data of its own: the backup group reads its own arguments.
     if args.first().map(String::as_str) == Some("backup") {
         return backup::run(root, &args[1..]);
     }
