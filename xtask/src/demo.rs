@@ -28,7 +28,18 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
     let layout = Layout::new(root);
     util::stdout_line("== building the tools");
     let mut build = util::command(cargo());
-    build.args(["build", "-q", "-p", "rail-deploy", "-p", "rail-healthcheck", "-p", "rail-schemaver", "-p", "rail-rollback"]);
+    build.args([
+        "build",
+        "-q",
+        "-p",
+        "rail-deploy",
+        "-p",
+        "rail-healthcheck",
+        "-p",
+        "rail-schemaver",
+        "-p",
+        "rail-rollback",
+    ]);
     util::run(build.current_dir(root)).context("building the tools")?;
 
     util::stdout_line("== the local stack, started over from release v1");
@@ -45,25 +56,55 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
     }
 
     let config = root.join("deploy-configs").join("local.toml");
-    let graphql = env.get("GRAPHQL_URL").context("GRAPHQL_URL missing from the stack env")?.to_owned();
+    let graphql =
+        env.get("GRAPHQL_URL").context("GRAPHQL_URL missing from the stack env")?.to_owned();
+    let schema_dir = layout.stack.join("schema_versions").display().to_string();
     let cfg = |rest: &[&str]| -> Vec<String> {
         let mut v = vec!["--config".to_owned(), config.display().to_string()];
         v.extend(rest.iter().map(|s| (*s).to_owned()));
         v
     };
     let steps = vec![
-        Step { title: "deploy v1 (no pending migration)", bin: "deploy", args: cfg(&["--version", "v1", "--yes"]), expect: 0 },
+        Step {
+            title: "deploy v1 (no pending migration)",
+            bin: "deploy",
+            args: cfg(&["--version", "v1", "--yes"]),
+            expect: 0,
+        },
         Step {
             title: "record the served GraphQL schema as 1.0.0",
             bin: "schemaver",
-            args: cfg(&["create", "--version", "1.0.0", "--description", "release v1", "--from-url", &graphql, "--activate"]),
+            args: cfg(&[
+                "create",
+                "--version",
+                "1.0.0",
+                "--description",
+                "release v1",
+                "--from-url",
+                &graphql,
+                "--activate",
+            ]),
             expect: 0,
         },
-        Step { title: "deploy v2 (migration + new GraphQL field)", bin: "deploy", args: cfg(&["--version", "v2", "--yes"]), expect: 0 },
+        Step {
+            title: "deploy v2 (migration + new GraphQL field)",
+            bin: "deploy",
+            args: cfg(&["--version", "v2", "--yes"]),
+            expect: 0,
+        },
         Step {
             title: "record the served GraphQL schema as 1.1.0",
             bin: "schemaver",
-            args: cfg(&["create", "--version", "1.1.0", "--description", "release v2", "--from-url", &graphql, "--activate"]),
+            args: cfg(&[
+                "create",
+                "--version",
+                "1.1.0",
+                "--description",
+                "release v2",
+                "--from-url",
+                &graphql,
+                "--activate",
+            ]),
             expect: 0,
         },
         Step {
@@ -77,15 +118,33 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
             title: "healthcheck: the site serves v2 with v2's data",
             bin: "healthcheck",
             args: cfg(&[
-                "--check", "database", "--check", "redis", "--check", "application", "--check", "graphql",
-                "--check", "filesystem", "--check", "maintenance",
+                "--check",
+                "database",
+                "--check",
+                "redis",
+                "--check",
+                "application",
+                "--check",
+                "graphql",
+                "--check",
+                "filesystem",
+                "--check",
+                "maintenance",
             ]),
             expect: 0,
         },
         Step {
             title: "schemaver compare 1.0.0 -> 1.1.0",
             bin: "schemaver",
-            args: cfg(&["compare", "--from", "1.0.0", "--to", "1.1.0"]),
+            args: cfg(&[
+                "compare",
+                "--from",
+                "1.0.0",
+                "--to",
+                "1.1.0",
+                "--schema-dir",
+                &schema_dir,
+            ]),
             expect: 0,
         },
     ];
@@ -111,12 +170,17 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
         }
     }
     let served = util::http_get(
-        crate::envfile::url_port(env.get("APP_URL").unwrap_or_default()).context("APP_URL has no port")?,
+        crate::envfile::url_port(env.get("APP_URL").unwrap_or_default())
+            .context("APP_URL has no port")?,
         "/health/",
         Duration::from_secs(5),
     )?;
     util::stdout_line("");
-    util::stdout_line(&format!("== the app now answers /health/ with {}: {}", served.0, served.1.trim()));
+    util::stdout_line(&format!(
+        "== the app now answers /health/ with {}: {}",
+        served.0,
+        served.1.trim()
+    ));
     print_summary(&summary);
     Ok(())
 }

@@ -83,15 +83,23 @@ impl DbTarget {
 
     /// Connect, with `timeout` on the whole connection set-up. The connection is driven on a
     /// tokio task that ends when the client is dropped.
-    pub async fn connect(&self, timeout: Duration, application_name: &str) -> Result<Client, DbError> {
+    pub async fn connect(
+        &self,
+        timeout: Duration,
+        application_name: &str,
+    ) -> Result<Client, DbError> {
         let mut config = self.config.clone();
         config.application_name(application_name);
         config.connect_timeout(timeout);
         let fut = config.connect(NoTls);
         let (client, connection) = match tokio::time::timeout(timeout, fut).await {
             Ok(Ok(pair)) => pair,
-            Ok(Err(source)) => return Err(DbError::Connect { target: self.display.clone(), source }),
-            Err(_) => return Err(DbError::Timeout { target: self.display.clone(), after: timeout }),
+            Ok(Err(source)) => {
+                return Err(DbError::Connect { target: self.display.clone(), source })
+            }
+            Err(_) => {
+                return Err(DbError::Timeout { target: self.display.clone(), after: timeout })
+            }
         };
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -109,7 +117,9 @@ impl DbTarget {
         if let Some(host) = self.config.get_hosts().first() {
             match host {
                 tokio_postgres::config::Host::Tcp(h) => args.push(format!("--host={h}")),
-                tokio_postgres::config::Host::Unix(p) => args.push(format!("--host={}", p.display())),
+                tokio_postgres::config::Host::Unix(p) => {
+                    args.push(format!("--host={}", p.display()));
+                }
             }
         }
         if let Some(port) = self.config.get_ports().first() {
@@ -147,13 +157,17 @@ mod tests {
 
     #[test]
     fn target_never_shows_the_password() {
-        let t = DbTarget::parse(&Secret::new("postgresql://rail:s3cret@127.0.0.1:5433/rail_demo")).unwrap();
+        let t = DbTarget::parse(&Secret::new("postgresql://rail:s3cret@127.0.0.1:5433/rail_demo"))
+            .unwrap();
         assert_eq!(t.to_string(), "rail@127.0.0.1:5433/rail_demo");
         assert_eq!(format!("{t:?}"), "rail@127.0.0.1:5433/rail_demo");
         assert_eq!(t.dbname(), "rail_demo");
         assert_eq!(t.with_dbname("postgres").to_string(), "rail@127.0.0.1:5433/postgres");
         let (args, pw) = t.libpq_args();
-        assert_eq!(args, ["--host=127.0.0.1", "--port=5433", "--username=rail", "--dbname=rail_demo"]);
+        assert_eq!(
+            args,
+            ["--host=127.0.0.1", "--port=5433", "--username=rail", "--dbname=rail_demo"]
+        );
         assert_eq!(pw.unwrap().expose(), "s3cret");
     }
 

@@ -109,7 +109,10 @@ mod tests {
         );
         assert_eq!(redact_url("redis://127.0.0.1:6379/0"), "redis://127.0.0.1:6379/0");
         assert_eq!(redact_url("not a url"), "not a url");
-        assert_eq!(redact_url("postgresql://u:pw@host:notaport/db"), "postgresql://u:***@host:notaport/db");
+        assert_eq!(
+            redact_url("postgresql://u:pw@host:notaport/db"),
+            "postgresql://u:***@host:notaport/db"
+        );
         assert_eq!(redact_url("redis://:pw@[bad/0"), "redis://:***@[bad/0");
     }
 

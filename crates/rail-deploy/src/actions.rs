@@ -206,15 +206,15 @@ impl<'a> Real<'a> {
         params: &'a Params,
         run_id: &RunId,
         lock: &'a RunLock,
-    ) -> anyhow::Result<Self> {
-        Ok(Self {
+    ) -> Self {
+        Self {
             loaded,
             params,
             run_id: run_id.clone(),
             lock,
             bypass: None,
             fault: Fault::from_env(),
-        })
+        }
     }
 
     fn cfg(&self) -> &'a Config {
@@ -286,6 +286,7 @@ impl<'a> Real<'a> {
                 .await
                 .context("Redis check: PING failed")?;
         }
+        crate::checks::healthy_before(cfg).await?;
         let version_from = crate::services::current_version(cfg).await;
         let version_to = self.params.version.clone().or_else(|| version_from.clone());
         if let Some(v) = &version_to {
@@ -439,7 +440,7 @@ impl Actions for Real<'_> {
             }
             Step::PostChecks => crate::checks::until_healthy(cfg, self.bypass.as_ref()).await,
             Step::MaintenanceOff => crate::maint::disable(cfg).await,
-            Step::ActivateSchema => crate::schema::activate_served(cfg, &self.run_id).await,
+            Step::ActivateSchema => crate::schema::activate_served(self.loaded).await,
             Step::Notify => Ok(Value::Null),
         }
     }

@@ -45,3 +45,20 @@ pub(crate) async fn until_healthy(cfg: &Config, bypass: Option<&Bypass>) -> anyh
         tokio::time::sleep(cfg.deploy.health_check_interval.get()).await;
     }
 }
+
+/// One round of the checks before anything changes: a deploy onto a system that is already unhealthy
+/// could not tell its own failure from the old one, and its rollback could not prove itself healthy.
+pub(crate) async fn healthy_before(cfg: &Config) -> anyhow::Result<()> {
+    let selection = health::parse_selection(&cfg.deploy.health_checks)?;
+    let report = health::run_checks(cfg, &selection, &RunOptions::default()).await;
+    if report.overall == Status::Critical {
+        let failing: Vec<String> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == Status::Critical)
+            .map(|c| format!("{}: {}", c.name.as_str(), c.message))
+            .collect();
+        bail!("the app is not healthy before the deploy: {}", failing.join("; "));
+    }
+    Ok(())
+}

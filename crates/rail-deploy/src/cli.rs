@@ -11,12 +11,7 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
 #[derive(Debug, Parser)]
 // `--version` takes the app version to deploy (as the older tool's users expect), so rail's own
 // version is printed by `-V` alone.
-#[command(
-    name = "deploy",
-    version,
-    disable_version_flag = true,
-    args_conflicts_with_subcommands = true
-)]
+#[command(name = "deploy", version, disable_version_flag = true)]
 #[command(after_help = "Examples:
   deploy --environment staging --version v2
   deploy --config deployment-production.json --dry-run
@@ -79,6 +74,24 @@ pub struct RunArgs {
     /// Answer yes to confirmations (needed without a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
+}
+
+impl RunArgs {
+    /// The first deploy-run option given, for refusing it next to a subcommand.
+    pub(crate) fn given_flag(&self) -> Option<&'static str> {
+        [
+            (self.app_version.is_some(), "--version"),
+            (self.no_backup, "--no-backup"),
+            (self.migrate_to.is_some(), "--migrate-to"),
+            (self.no_rollback, "--no-rollback"),
+            (self.dry_run, "--dry-run"),
+            (self.resume, "--resume"),
+            (self.lock_wait.is_some(), "--lock-wait"),
+            (self.yes, "--yes"),
+        ]
+        .into_iter()
+        .find_map(|(given, flag)| given.then_some(flag))
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -48,14 +48,15 @@ impl<'a> Django<'a> {
 
     /// A command from a configured argument vector, `{python}` replaced, with the app's environment.
     pub fn command(&self, argv: &[String]) -> anyhow::Result<Cmd> {
-        let Some((program, args)) = argv.split_first() else { bail!("empty command") };
-        let python = self.cfg.app.python.to_string_lossy();
-        let expand = |s: &str| s.replace("{python}", &python);
-        let mut cmd = Cmd::new(expand(program)).args(args.iter().map(|a| expand(a))).cwd(&self.dir);
         // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): every value is
         // passed as a secret, so the logged command line never shows one. Keys rail sets itself below
         // from its own configuration are left out here.
-        const OWN: [&str; 5] = ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
+        const OWN: [&str; 5] =
+            ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
+        let Some((program, rest)) = argv.split_first() else { bail!("empty command") };
+        let python = self.cfg.app.python.to_string_lossy();
+        let expand = |s: &str| s.replace("{python}", &python);
+        let mut cmd = Cmd::new(expand(program)).args(rest.iter().map(|a| expand(a))).cwd(&self.dir);
         for (key, value) in app_env(self.cfg)? {
             if !OWN.contains(&key.as_str()) {
                 cmd = cmd.secret_env(key, &Secret::new(value));

@@ -269,67 +269,48 @@ pub async fn run<A: Actions, P: Progress>(
             // Notify reports the ending; it runs after the journal knows how the run went.
             continue;
         }
-        actions.boundary(step.name(), Boundary::Before);
-        if let Err(e) = journal.step_begin(step.name()) {
-            return fail(
-                actions,
-                progress,
-                journal,
-                state,
-                step,
-                e.into(),
-                rollback_allowed,
-                started,
-            )
-            .await;
-        }
-        if !state.began.contains(&step) {
-            state.began.push(step);
-        }
-        progress.step_started(step.name());
-        let t0 = Instant::now();
-        match actions.run_step(step, state).await {
-            Ok(data) => {
-                state.absorb(&data);
-                let detail = data.get("summary").and_then(Value::as_str).unwrap_or("").to_owned();
-                if let Err(e) = journal.step_end(step.name(), StepOutcome::Ok, data) {
-                    return fail(
-                        actions,
-                        progress,
-                        journal,
-                        state,
-                        step,
-                        e.into(),
-                        rollback_allowed,
-                        started,
-                    )
-                    .await;
-                }
-                progress.step_finished(step.name(), true, t0.elapsed(), &detail);
-                actions.boundary(step.name(), Boundary::After);
-            }
-            Err(error) => {
-                progress.step_finished(step.name(), false, t0.elapsed(), &format!("{error:#}"));
-                let data = serde_json::json!({ "error": format!("{error:#}") });
-                // The journal line is best effort here: the failure itself is what must be reported.
-                let _ = journal.step_end(step.name(), StepOutcome::Failed, data);
-                return fail(
-                    actions,
-                    progress,
-                    journal,
-                    state,
-                    step,
-                    error,
-                    rollback_allowed,
-                    started,
-                )
+        if let Err(error) = run_one(actions, progress, journal, state, step).await {
+            return fail(actions, progress, journal, state, step, error, rollback_allowed, started)
                 .await;
-            }
         }
     }
     let ending = Ending::Success;
     actions.notify(state, &ending, started.elapsed()).await;
     ending
+}
+
+/// One step: its boundary hooks, its journal lines and its progress lines around the work itself.
+async fn run_one<A: Actions, P: Progress>(
+    actions: &mut A,
+    progress: &mut P,
+    journal: &mut Journal,
+    state: &mut RunState,
+    step: Step,
+) -> anyhow::Result<()> {
+    actions.boundary(step.name(), Boundary::Before);
+    journal.step_begin(step.name())?;
+    if !state.began.contains(&step) {
+        state.began.push(step);
+    }
+    progress.step_started(step.name());
+    let t0 = Instant::now();
+    match actions.run_step(step, state).await {
+        Ok(data) => {
+            state.absorb(&data);
+            let detail = data.get("summary").and_then(Value::as_str).unwrap_or("").to_owned();
+            journal.step_end(step.name(), StepOutcome::Ok, data)?;
+            progress.step_finished(step.name(), true, t0.elapsed(), &detail);
+            actions.boundary(step.name(), Boundary::After);
+            Ok(())
+        }
+        Err(error) => {
+            progress.step_finished(step.name(), false, t0.elapsed(), &format!("{error:#}"));
+            let data = serde_json::json!({ "error": format!("{error:#}") });
+            // The journal line is best effort here: the failure itself is what must be reported.
+            let _ = journal.step_end(step.name(), StepOutcome::Failed, data);
+            Err(error)
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -42,6 +42,14 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if cli.command.is_some() {
+        if let Some(flag) = cli.run.given_flag() {
+            output::stderr_line(&format!(
+                "error: {flag} belongs to a deploy run and cannot be used with a subcommand"
+            ));
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     if let Some(Command::Completions { shell }) = &cli.command {
         rail_core::cli::print_completions::<Cli>(*shell, "deploy");
         return ExitCode::SUCCESS;
@@ -140,7 +148,7 @@ fn describe_interrupted(state: &JournalState) -> String {
         "{} run {} died{}",
         state.kind,
         state.run_id,
-        step.map(|s| format!(" in step `{s}`")).unwrap_or_else(|| " before its first step".into())
+        step.map_or_else(|| " before its first step".into(), |s| format!(" in step `{s}`"))
     )
 }
 
@@ -200,7 +208,7 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
             "config_file": loaded.file,
         });
         let mut journal = Journal::create(&journal_dir(loaded), &run_id, RunKind::Deploy, meta)?;
-        let mut actions = actions::Real::new(loaded, &params, &run_id, &lock)?;
+        let mut actions = actions::Real::new(loaded, &params, &run_id, &lock);
         let mut state = RunState { version_to: params.version.clone(), ..RunState::default() };
         let steps = engine::steps(cfg, params.no_backup);
         let ending = engine::run(
@@ -251,7 +259,7 @@ async fn resume(
             }
         }
     }
-    let mut actions = actions::Real::new(loaded, &params, &dead.run_id, lock)?;
+    let mut actions = actions::Real::new(loaded, &params, &dead.run_id, lock);
     actions.stop_orphans();
     let rolling_back = state_on_disk.steps.iter().any(|s| s.step == engine::ROLLBACK_STEP);
     let ending = if rolling_back {

@@ -106,15 +106,15 @@ pub(crate) async fn command(
                 match &status.info {
                     None => output::stdout_line("maintenance off")?,
                     Some(info) => {
-                        let age = info
-                            .since
-                            .map(|s| {
+                        let age = info.since.map_or_else(
+                            || "?".into(),
+                            |since| {
                                 crate::progress::format_duration(
-                                    (now - s).to_std().unwrap_or_default(),
+                                    (now - since).to_std().unwrap_or_default(),
                                 )
-                            })
-                            .unwrap_or_else(|| "?".into());
-                        let state = if info.is_on() {
+                            },
+                        );
+                        let shown = if info.is_on() {
                             "on"
                         } else {
                             "expired (the app ignores it; nginx still sees the file)"
@@ -125,7 +125,7 @@ pub(crate) async fn command(
                             ""
                         };
                         output::stdout_line(&format!(
-                            "maintenance {state} for {age}{stale}: run {}, reason {}, expires {}",
+                            "maintenance {shown} for {age}{stale}: run {}, reason {}, expires {}",
                             info.run_id.as_deref().unwrap_or("?"),
                             info.reason.as_deref().unwrap_or("?"),
                             info.expires_at.map_or_else(

@@ -90,7 +90,9 @@ pub(crate) struct Plan {
     pub current_version: Option<String>,
     pub target_version: Option<String>,
     pub steps: Vec<PlannedStep>,
-    pub pending_migrations: Result<Vec<String>, String>,
+    pub pending_migrations: Vec<String>,
+    /// Why the pending migrations could not be read, when they could not.
+    pub pending_migrations_error: Option<String>,
     pub estimated_backup_bytes: Option<u64>,
     pub free_bytes: Option<u64>,
     pub min_free_bytes: u64,
@@ -140,7 +142,8 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
         current_version: facts.current_version.clone(),
         target_version: params.version.clone().or_else(|| facts.current_version.clone()),
         steps,
-        pending_migrations: facts.pending.clone(),
+        pending_migrations: facts.pending.clone().unwrap_or_default(),
+        pending_migrations_error: facts.pending.clone().err(),
         estimated_backup_bytes: estimated,
         free_bytes: facts.free_bytes,
         min_free_bytes: cfg.backup.min_free_space.bytes(),
@@ -243,10 +246,10 @@ pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
         plan.current_version.as_deref().unwrap_or("(unknown)"),
         plan.target_version.as_deref().unwrap_or("(unknown)")
     ));
-    match &plan.pending_migrations {
-        Ok(list) if list.is_empty() => out.push("pending migrations: none".into()),
-        Ok(list) => out.push(format!("pending migrations: {}", list.join(", "))),
-        Err(e) => out.push(format!("pending migrations: could not be read: {e}")),
+    match (&plan.pending_migrations_error, plan.pending_migrations.as_slice()) {
+        (Some(e), _) => out.push(format!("pending migrations: could not be read: {e}")),
+        (None, []) => out.push("pending migrations: none".into()),
+        (None, list) => out.push(format!("pending migrations: {}", list.join(", "))),
     }
     out.push(format!(
         "backup: estimated {}, free {} (keeping {} free){}",

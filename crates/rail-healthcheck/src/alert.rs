@@ -1,9 +1,11 @@
 //! Health alerts (`--alert-on-failure`): what is sent when a check goes critical or recovers.
 //!
-//! Sending is behind [`AlertSink`] so the channel (the notifications of `rail_core`, or a log line when
-//! none is available) is chosen in one place.
+//! Every alert is logged on stderr (`alert: …`) and sent through the configured notifications of
+//! `rail_core::notify` (Slack, webhook, email); a channel that fails is reported and never fails the run.
 
+use rail_core::config::NotificationsConfig;
 use rail_core::health::{CheckName, Status};
+use rail_core::notify::{self, Event, Notification};
 use rail_core::output;
 
 /// One alert: a check changed state (or, for a single run, is critical).
@@ -35,12 +37,38 @@ pub(crate) trait AlertSink {
     async fn send(&self, alert: &Alert);
 }
 
-/// Writes each alert to stderr as `alert: …`.
-pub(crate) struct LogSink;
+/// Logs each alert to stderr as `alert: …` and sends it to the configured notification channels.
+pub(crate) struct NotifySink<'a> {
+    pub(crate) config: &'a NotificationsConfig,
+    /// Stands in for a run id in the notifications: `healthcheck@<host>`.
+    pub(crate) source: String,
+}
 
-impl AlertSink for LogSink {
+impl AlertSink for NotifySink<'_> {
     async fn send(&self, alert: &Alert) {
         output::stderr_line(&format!("alert: {}", alert.summary()));
+        let event = if alert.status == Status::Critical {
+            Event::HealthAlert
+        } else {
+            Event::HealthRecovered
+        };
+        let mut notification = Notification::new(event, &self.source, &alert.environment)
+            .message(alert.summary())
+            .outcome(alert.status.as_str())
+            .detail("check", alert.check.as_str());
+        if let Some(previous) = alert.previous {
+            notification = notification.detail("previous status", previous.as_str());
+        }
+        for delivery in notify::send_all(self.config, &notification).await {
+            if !delivery.ok {
+                output::stderr_line(&format!(
+                    "warning: the health alert was not delivered by {} after {} attempt(s): {}",
+                    delivery.channel,
+                    delivery.attempts,
+                    delivery.error.unwrap_or_default()
+                ));
+            }
+        }
     }
 }
 

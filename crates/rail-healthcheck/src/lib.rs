@@ -20,7 +20,7 @@ use rail_core::health::{self, CheckName, HealthError, Report, RunOptions, Status
 use rail_core::{exit, output};
 
 pub use alert::Alert;
-use alert::{AlertSink, LogSink};
+use alert::{AlertSink, NotifySink};
 pub use cli::Cli;
 use cli::{Command, Format};
 pub use render::TextStyle;
@@ -204,7 +204,7 @@ async fn once(plan: &Plan) -> u8 {
         code = exit::FAILED;
     }
     if plan.alert_on_failure && report.is_critical() {
-        let sink = LogSink;
+        let sink = notify_sink(plan);
         for check in report.checks.iter().filter(|c| c.status == Status::Critical) {
             let alert = Alert {
                 environment: plan.config.environment.clone(),
@@ -217,6 +217,13 @@ async fn once(plan: &Plan) -> u8 {
         }
     }
     code
+}
+
+fn notify_sink(plan: &Plan) -> NotifySink<'_> {
+    NotifySink {
+        config: &plan.config.notifications,
+        source: format!("healthcheck@{}", export::hostname()),
+    }
 }
 
 async fn send_alert(plan: &Plan, sink: &impl AlertSink, alert: &Alert) {
@@ -243,13 +250,14 @@ async fn monitor(plan: &Plan, interval: Duration) -> u8 {
                 return exit::FAILED;
             }
         };
-    let sink = LogSink;
+    let sink = notify_sink(plan);
     let mut last: [Option<Status>; CheckName::ALL.len()] = [None; CheckName::ALL.len()];
     let mut last_overall: Option<Status> = None;
     let mut code = exit::SUCCESS;
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    if plan.format == Format::Text {
+    // Change lines are text unless JSON was asked for (Prometheus text goes to the exports).
+    if plan.format != Format::Json {
         print(&format!(
             "{} monitoring {} every {}; changes only (Ctrl-C stops)",
             now(),

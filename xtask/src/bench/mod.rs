@@ -8,6 +8,7 @@
 
 mod backup;
 mod health;
+mod schemaver;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -22,9 +23,11 @@ usage: cargo xtask bench [GROUP] [--rounds N]
 
 groups:
   health           healthcheck vs curl, pg_isready and redis-cli (default)
+  health-monitor   RSS of `healthcheck --monitor` over time [--minutes M] [--interval DUR]
+  schemaver        schemaver compare vs graphql-inspector diff on the GitHub pair bbcdd330 -> 503d8f18
+                   (installs @graphql-inspector/cli from npm under target/bench once) [--rounds N]
   backup           rollback backup / rollback rollback vs pg_dump -Fc + tar czf and single-job pg_restore
-                   on about 1 GB of database and 500 MB of media, generated once under target/bench [--rounds N, default 3]
-  health-monitor   RSS of `healthcheck --monitor` over time [--minutes M] [--interval DUR]";
+                   on about 1 GB of database and 500 MB of media, generated once under target/bench [--rounds N, default 3]";
 
 /// Options shared by the groups.
 #[derive(Debug, Clone)]
@@ -68,6 +71,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     match group.as_deref().unwrap_or("health") {
         "health" => health::speed(root, &opts),
         "health-monitor" => health::monitor_rss(root, &opts),
+        "schemaver" => schemaver::compare(root, &opts),
         other => bail!("unknown bench group `{other}`\n\n{USAGE}"),
     }
 }
@@ -76,11 +80,13 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
 pub(crate) struct Side {
     pub(crate) label: String,
     pub(crate) commands: Vec<Command>,
+    /// Exit codes that count as success (a diff tool exits 1 when it finds breaking changes).
+    pub(crate) ok_codes: Vec<i32>,
 }
 
 impl Side {
     pub(crate) fn one(label: impl Into<String>, cmd: Command) -> Self {
-        Self { label: label.into(), commands: vec![cmd] }
+        Self { label: label.into(), commands: vec![cmd], ok_codes: vec![0] }
     }
 
     /// Run every command, in order, and return the wall time. A command that fails makes the benchmark
@@ -94,7 +100,7 @@ impl Side {
                 .stderr(Stdio::null())
                 .status()
                 .with_context(|| format!("running `{}`", util::display(cmd)))?;
-            if !status.success() {
+            if !status.code().is_some_and(|c| self.ok_codes.contains(&c)) {
                 bail!("`{}` failed ({status}) during the benchmark", util::display(cmd));
             }
         }

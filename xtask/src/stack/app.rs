@@ -383,7 +383,9 @@ pub(crate) fn install_release(layout: &Layout, version: &str) -> Result<PathBuf>
     let built = ensure_release(layout, &python, version, &fingerprint)?;
     let dest = layout.releases.join(version);
     if !dest.exists() {
-        util::run_captured(util::command("cp").args(["-a", "--reflink=auto"]).arg(&built).arg(&dest))?;
+        util::run_captured(
+            util::command("cp").args(["-a", "--reflink=auto"]).arg(&built).arg(&dest),
+        )?;
     }
     Ok(dest)
 }

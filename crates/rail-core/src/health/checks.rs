@@ -352,6 +352,16 @@ pub(super) async fn application(ctx: &Ctx<'_>, timeout: Duration) -> Outcome {
         out.status = Status::Critical;
         out.message =
             format!("HTTP {} from {shown} in {}{suffix}", resp.status, fmt_duration(latency));
+        // Redirects are not followed: a health URL that moved must be configured where it went.
+        if let Some(location) =
+            resp.header("location").filter(|_| (300..400).contains(&resp.status))
+        {
+            let _ = write!(
+                out.message,
+                " (redirects to {}; set app.health_url to it)",
+                redact_url(location)
+            );
+        }
         return out;
     }
     out.message = format!("HTTP {} in {}{suffix}", resp.status, fmt_duration(latency));

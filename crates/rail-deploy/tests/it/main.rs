@@ -3,4 +3,10 @@
 
 mod support;
 
+mod dryrun;
+mod failures;
+mod kill;
+mod lock;
+mod ops;
+mod options;
 mod pipeline;

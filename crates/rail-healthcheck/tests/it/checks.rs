@@ -309,3 +309,16 @@ fn unconfigured_checks_are_skipped_not_failed() {
     let out = env.run(&[]);
     assert!(out.stdout.contains("skipped  database"), "{}", out.stdout);
 }
+
+#[test]
+fn a_redirecting_health_url_is_critical_and_says_where_it_points() {
+    let mut env = Env::stack();
+    env.set(
+        "RAIL_APP__HEALTH_URL",
+        format!("{}/health", Stack::get().app_url().trim_end_matches('/')),
+    );
+    let report = env.run(&["--format", "json", "--check", "application"]).assert_code(1).json();
+    let message = check(&report, "application")["message"].as_str().unwrap().to_owned();
+    assert!(message.starts_with("HTTP 301 from "), "{message}");
+    assert!(message.contains("/health/; set app.health_url to it)"), "{message}");
+}

@@ -5,13 +5,18 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use rail_testkit::ThrowawayRedis;
 
-use crate::support::Env;
+use crate::support::{Env, Receiver};
 
 #[test]
 fn monitor_prints_state_changes_only_and_alerts_on_failure_and_recovery() {
     let mut redis = ThrowawayRedis::start();
+    let webhook = Receiver::start(200);
     let mut env = Env::stack();
-    env.set("REDIS_URL", redis.url()).set("RAIL_HEALTH__REDIS__TIMEOUT", "1s");
+    env.set("REDIS_URL", redis.url())
+        .set("RAIL_HEALTH__REDIS__TIMEOUT", "1s")
+        .set("RAIL_ENVIRONMENT", "staging")
+        .set("RAIL_NOTIFICATIONS__WEBHOOK__ENABLED", "true")
+        .set("RAIL_NOTIFICATIONS__WEBHOOK__URL", format!("{}/hook", webhook.url()));
     let metrics = env.dir.join("rail.prom");
     let mut running = env
         .cmd(&[
@@ -61,6 +66,18 @@ fn monitor_prints_state_changes_only_and_alerts_on_failure_and_recovery() {
     assert_eq!(alerts.len(), 2, "{}", out.stderr);
     assert!(alerts[0].starts_with("alert: redis critical (was healthy)"), "{}", out.stderr);
     assert!(alerts[1].starts_with("alert: redis healthy (was critical)"), "{}", out.stderr);
+
+    // The same two alerts went out through the configured webhook.
+    for (event, outcome) in [("health_alert", "critical"), ("health_recovered", "healthy")] {
+        let request = webhook.next();
+        assert_eq!((request.method.as_str(), request.path.as_str()), ("POST", "/hook"));
+        let body: serde_json::Value = serde_json::from_str(&request.body).unwrap();
+        assert_eq!(body["event"], event, "{body:#}");
+        assert_eq!(body["outcome"], outcome);
+        assert_eq!(body["environment"], "staging");
+        assert!(body["run_id"].as_str().unwrap().starts_with("healthcheck@"));
+        assert!(body["message"].as_str().unwrap().starts_with("redis "), "{body:#}");
+    }
 }
 
 #[test]

@@ -1,0 +1,165 @@
+//! Disaster drills: `kill -9` of a deploy at every step boundary (and inside the migration and the
+//! rollback). The next plain deploy must refuse and name the dead run; `deploy --resume` must then
+//! leave the database exactly in the pre-deploy or the post-deploy state, the site up and out of
+//! maintenance, and no lock behind.
+//!
+//! The boundaries come from `rail_deploy::engine::steps`, so a new step is drilled without touching
+//! this file. Each drill is a whole deploy: they are split over four tests that together run all of
+//! them, so that a parallel runner shares them out.
+
+use std::panic::AssertUnwindSafe;
+
+use rail_deploy::engine::Step;
+use rail_deploy::ENV_FAULT;
+
+use crate::support::{all_output, comparable_state, migrated_state, state_diff, World};
+
+/// One drill: the fault to inject and the version the killed deploy was deploying.
+#[derive(Debug)]
+struct Drill {
+    fault: String,
+    version: &'static str,
+}
+
+impl Drill {
+    fn new(fault: String) -> Self {
+        Drill { fault, version: "v2" }
+    }
+
+    /// A drill that dies while rolling back a failed deploy, so resuming finishes the rollback.
+    fn rolls_back(&self) -> bool {
+        self.fault.starts_with("kill:rollback:")
+    }
+}
+
+/// Every drill: each step boundary the engine has, before and after (notify runs after the
+/// journal's last step and has none), plus inside the migration and inside the rollback of v3-broken.
+fn all_drills(steps: &[Step]) -> Vec<Drill> {
+    let mut drills = Vec::new();
+    for step in steps.iter().filter(|s| **s != Step::Notify) {
+        for when in ["before", "after"] {
+            drills.push(Drill::new(format!("kill:{}:{when}", step.name())));
+        }
+    }
+    drills.push(Drill::new("kill:migrate:during".into()));
+    drills.push(Drill { fault: "kill:rollback:during".into(), version: "v3-broken" });
+    drills
+}
+
+/// How many tests share the drills out, so that a parallel runner spreads them.
+const PARTS: usize = 4;
+
+/// Run every `PARTS`-th drill, starting at `part`.
+fn run_part(part: usize) {
+    let first = drill_world();
+    // The steps, from the engine, as a deploy in the tests' configuration runs them.
+    let steps = first.steps(false);
+    assert!(steps.contains(&Step::Migrate) && steps.contains(&Step::Restart), "{steps:?}");
+    let drills: Vec<Drill> = all_drills(&steps).into_iter().skip(part).step_by(PARTS).collect();
+    let post = migrated_state("v2");
+    run_drills(&drills, first, &post);
+}
+
+/// A world for one drill: v1 running, v2 and v3-broken installed.
+fn drill_world() -> World {
+    World::new("v1", &["v2", "v3-broken"])
+}
+
+/// Run every drill, even after one failed, and fail with the list of those that did.
+fn run_drills(drills: &[Drill], first: World, post: &str) {
+    assert!(!drills.is_empty());
+    let mut failed = Vec::new();
+    let mut cleanups = Vec::new();
+    let mut first = Some(first);
+    for drill in drills {
+        let w = first.take().unwrap_or_else(drill_world);
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_drill(drill, &w, post)));
+        if result.is_err() {
+            failed.push(drill.fault.as_str());
+        }
+        // Stopping gunicorn and dropping the database is mostly waiting: overlap it with the next drill.
+        cleanups.push(std::thread::spawn(move || drop(w)));
+    }
+    for cleanup in cleanups {
+        let _ = cleanup.join();
+    }
+    assert!(failed.is_empty(), "failed drills (see the panics above): {}", failed.join(", "));
+}
+
+fn run_drill(drill: &Drill, w: &World, post: &str) {
+    let f = &drill.fault;
+    let pre = comparable_state(&w.db);
+
+    let killed = w.deploy(&["--version", drill.version, "--yes"]).env(ENV_FAULT, f).run();
+    assert_eq!(killed.signal, Some(9), "{f}: the deploy was not killed\n{}", killed.describe());
+    let run_id = w.only_run_id();
+    assert_eq!(w.journal(&run_id).finish_outcome(), None, "{f}: the killed run's journal is open");
+
+    // A plain deploy must not start over the dead run's half-done work.
+    let refused = w.deploy(&["--version", "v2", "--yes"]).run();
+    assert_eq!(refused.code, Some(3), "{f}: a deploy after the kill\n{}", refused.describe());
+    let text = all_output(&refused);
+    assert!(text.contains(&run_id), "{f}: the refusal names the dead run {run_id}\n{text}");
+    assert!(text.contains("--resume"), "{f}: the refusal says `deploy --resume`\n{text}");
+    assert_eq!(w.run_ids().len(), 1, "{f}: the refused deploy started no run");
+
+    let resumed = w.deploy(&["--resume", "--yes"]).run();
+    let expected = if drill.rolls_back() { 4 } else { 0 };
+    assert_eq!(resumed.code, Some(expected), "{f}: deploy --resume\n{}", resumed.describe());
+    let outcome = w.journal(&run_id).finish_outcome();
+    let expected_outcome = if drill.rolls_back() { "rolled_back" } else { "success" };
+    assert_eq!(
+        outcome.as_deref(),
+        Some(expected_outcome),
+        "{f}: the dead run's journal is finished"
+    );
+
+    // Exactly the pre-deploy or the post-deploy state, and the app serving the matching version.
+    let state = comparable_state(&w.db);
+    let served = w.served_release();
+    match (state_diff(&state, &pre), state_diff(&state, post)) {
+        (None, _) => assert_eq!(served.as_deref(), Some("v1"), "{f}: pre-deploy database"),
+        (_, None) => assert_eq!(served.as_deref(), Some("v2"), "{f}: post-deploy database"),
+        (Some(to_pre), Some(to_post)) => panic!(
+            "{f}: the database is neither the pre- nor the post-deploy state\nvs pre: {to_pre}\nvs post: {to_post}"
+        ),
+    }
+    if drill.rolls_back() {
+        assert_eq!(served.as_deref(), Some("v1"), "{f}: a finished rollback serves v1");
+    } else {
+        assert_eq!(served.as_deref(), Some("v2"), "{f}: a finished deploy serves v2");
+    }
+    assert_eq!(w.health_status(), Some(200), "{f}: /health/");
+    assert!(!w.app.maintenance_file().exists(), "{f}: the maintenance flag file is gone");
+    assert_eq!(w.maintenance_key(), None, "{f}: the maintenance key is gone");
+
+    let status = w.deploy_sub(&["status", "--format", "json"]).run();
+    status.assert_success();
+    let status = status.json();
+    assert!(status["lock_holder"].is_null(), "{f}: no lock is held: {status:#}");
+    assert!(status["interrupted"].is_null(), "{f}: no interrupted run is left: {status:#}");
+
+    for out in [&killed, &refused, &resumed] {
+        w.assert_no_secret(&all_output(out), &format!("{f}: deploy's output"));
+    }
+}
+
+#[test]
+fn kill_drills_part_1_of_4() {
+    run_part(0);
+}
+
+#[test]
+fn kill_drills_part_2_of_4() {
+    run_part(1);
+}
+
+#[test]
+fn kill_drills_part_3_of_4() {
+    run_part(2);
+}
+
+#[test]
+fn kill_drills_part_4_of_4() {
+    run_part(3);
+}
