@@ -58,7 +58,6 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
     let config = root.join("deploy-configs").join("local.toml");
     let graphql =
         env.get("GRAPHQL_URL").context("GRAPHQL_URL missing from the stack env")?.to_owned();
-    let schema_dir = layout.stack.join("schema_versions").display().to_string();
     let cfg = |rest: &[&str]| -> Vec<String> {
         let mut v = vec!["--config".to_owned(), config.display().to_string()];
         v.extend(rest.iter().map(|s| (*s).to_owned()));
@@ -136,15 +135,7 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
         Step {
             title: "schemaver compare 1.0.0 -> 1.1.0",
             bin: "schemaver",
-            args: cfg(&[
-                "compare",
-                "--from",
-                "1.0.0",
-                "--to",
-                "1.1.0",
-                "--schema-dir",
-                &schema_dir,
-            ]),
+            args: cfg(&["compare", "--from", "1.0.0", "--to", "1.1.0"]),
             expect: 0,
         },
     ];
@@ -190,6 +181,8 @@ fn apply_env(cmd: &mut std::process::Command, env: &EnvFile, layout: &Layout) {
         cmd.env(key, value);
     }
     cmd.env("RAIL_STACK_DIR", &layout.stack);
+    // schemaver's dir store, beside the rest of the stack's state (deploy-configs/local.toml agrees).
+    cmd.env("RAIL_SCHEMA_DIR", layout.stack.join("schema_versions"));
     // The demo's output is for reading: plain log lines.
     cmd.env("NO_COLOR", "1");
 }

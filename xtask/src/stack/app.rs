@@ -343,6 +343,8 @@ pub(super) fn up(layout: &Layout, tools: &Tools, stack: &EnvFile) -> Result<()> 
         }
         bail!("gunicorn (pid {pid}) runs but /health/ does not answer 200: run `cargo xtask stack down` first");
     }
+    // A pid file left by a gunicorn that died would look like a start that failed at once.
+    let _ = fs::remove_file(&layout.gunicorn_pid);
     let current = layout.current.clone();
     manage(&current, &python, &env, &["migrate", "--noinput"])?;
     manage(&current, &python, &env, &["collectstatic", "--noinput"])?;
