@@ -67,6 +67,21 @@ impl PgTools {
         cmd
     }
 
+    /// `psql` loading the plain-SQL file `path` into `target` in one transaction that stops at the first
+    /// error (how the older tools' `db_backup_*.sql` dumps are restored and tested).
+    pub fn psql_file(&self, target: &DbTarget, path: &std::path::Path) -> Cmd {
+        self.connect_cmd("psql", target)
+            .args([
+                "--no-psqlrc",
+                "--quiet",
+                "--single-transaction",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "--file",
+            ])
+            .arg(path)
+    }
+
     /// `<program> --version`, e.g. `pg_dump (PostgreSQL) 15.20`.
     pub async fn version(&self, program: &str) -> Result<String, BackupError> {
         let out = self

@@ -429,16 +429,7 @@ async fn verify_legacy(
             let target = database_target(cfg)?;
             let scratch = Scratch::create(cfg, &target).await?;
             let result = tools
-                .connect_cmd("psql", &scratch.target)
-                .args([
-                    "--no-psqlrc",
-                    "--quiet",
-                    "--single-transaction",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "--file",
-                ])
-                .arg(path)
+                .psql_file(&scratch.target, path)
                 .timeout(cfg.backup.timeout.get())
                 .run()
                 .await;

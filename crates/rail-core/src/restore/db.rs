@@ -136,17 +136,7 @@ async fn load(
             .arg(format!("--jobs={}", opts.jobs.max(1)))
             .arg("--exit-on-error")
             .arg(path),
-        DumpSource::Sql(path) => tools
-            .connect_cmd("psql", into)
-            .args([
-                "--no-psqlrc",
-                "--quiet",
-                "--single-transaction",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "--file",
-            ])
-            .arg(path),
+        DumpSource::Sql(path) => tools.psql_file(into, path),
     };
     let program = if matches!(source, DumpSource::Archive(_)) { "pg_restore" } else { "psql" };
     cmd.env("PGOPTIONS", "-c synchronous_commit=off")
