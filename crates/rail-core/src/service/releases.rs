@@ -17,7 +17,7 @@ use nix::unistd::{getpgid, Pid};
 
 use super::{
     cmd_from, substitute, validate_version, Action, ServiceController, ServiceError, ServiceState,
-    ServiceStatus, POLL,
+    ServiceStatus,
 };
 use crate::config::Config;
 use crate::process::Cmd;
@@ -26,6 +26,9 @@ use crate::secret::Secret;
 const BACKEND: &str = "releases";
 /// How long a process may take to die after SIGKILL (it may be in uninterruptible I/O).
 const KILL_WAIT: Duration = Duration::from_secs(5);
+/// Pause between two looks at the pid file and the ready URL while the app starts: both are cheap,
+/// and every pause is time the site spends in maintenance.
+const POLL: Duration = Duration::from_millis(50);
 /// Timeout of one request of the ready check.
 const READY_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
