@@ -74,6 +74,26 @@ impl EnvFile {
         self.entries.iter().map(|(k, v)| (k.as_str(), v.as_str()))
     }
 
+    /// The variables for a terminal: the secret key, passwords and URL passwords as `***` (the file
+    /// itself holds the values).
+    pub(crate) fn render_redacted(&self) -> String {
+        let mut out = String::new();
+        for (k, v) in &self.entries {
+            let shown = if k.contains("SECRET") || k.contains("PASSWORD") {
+                "***".to_owned()
+            } else if let Some(password) = url_password(v) {
+                v.replacen(&format!(":{password}@"), ":***@", 1)
+            } else {
+                v.clone()
+            };
+            out.push_str(k);
+            out.push('=');
+            out.push_str(&shown);
+            out.push('\n');
+        }
+        out
+    }
+
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         for (k, v) in &self.entries {
@@ -114,6 +134,18 @@ pub(crate) fn url_password(url: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_terminal_copy_hides_secrets() {
+        let env = EnvFile::parse(
+            "DATABASE_URL=postgresql://rail:pw123@127.0.0.1:5/db\nSECRET_KEY=abc\nREDIS_URL=redis://127.0.0.1:6/0\n",
+        )
+        .unwrap();
+        let shown = env.render_redacted();
+        assert!(!shown.contains("pw123") && !shown.contains("abc"), "{shown}");
+        assert!(shown.contains("postgresql://rail:***@127.0.0.1:5/db"), "{shown}");
+        assert!(shown.contains("REDIS_URL=redis://127.0.0.1:6/0"), "{shown}");
+    }
 
     #[test]
     fn parses_assignments_comments_and_quotes() {

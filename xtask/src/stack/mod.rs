@@ -85,7 +85,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("up") => {
             let env = up(&layout)?;
-            print!("{}", env.render());
+            print!("{}", env.render_redacted());
+            util::stdout_line(&format!("(values in full: {})", layout.env_file.display()));
             Ok(())
         }
         Some("down") => down(&layout),
