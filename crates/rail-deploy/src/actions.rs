@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rail_core::config::{Config, Loaded};
+use rail_core::config::{Config, Loaded, StaticStrategy};
 use rail_core::db::DbTarget;
 use rail_core::journal::{self, RunId};
 use rail_core::lock::RunLock;
@@ -19,6 +19,12 @@ use crate::django::{self, Django};
 use crate::engine::{Actions, Boundary, Ending, RunState, Step};
 use crate::plan::Params;
 use crate::ENV_FAULT;
+
+/// Static files collected before the maintenance window.
+struct Staged {
+    next: PathBuf,
+    copied: u64,
+}
 
 /// Facts about the live system that a dry run shows; each is best effort and says why when unknown.
 #[derive(Debug)]
@@ -67,7 +73,20 @@ impl Facts {
         if let Ok(cmd) = dj.migrate(params.migrate_target().as_ref()) {
             cmds.insert(Step::Migrate, vec![cmd.display()]);
         }
-        if let Ok(cmd) = dj.collectstatic() {
+        if crate::plan::staged_static(cfg) {
+            if let Some(paths) = crate::statics::Paths::new(&cfg.app.static_dir, "<run id>") {
+                if let Ok(cmd) = dj.collectstatic_into(&paths.next) {
+                    cmds.entry(Step::PreChecks).or_insert_with(Vec::new).push(cmd.display());
+                }
+                cmds.insert(
+                    Step::CollectStatic,
+                    vec![
+                        format!("rename {} -> {}", paths.live.display(), paths.old.display()),
+                        format!("rename {} -> {}", paths.next.display(), paths.live.display()),
+                    ],
+                );
+            }
+        } else if let Ok(cmd) = dj.collectstatic() {
             cmds.insert(Step::CollectStatic, vec![cmd.display()]);
         }
         if !cfg.deploy.cache_clear_command.is_empty() {
@@ -267,7 +286,69 @@ impl<'a> Real<'a> {
         let _ = fs_err::remove_file(&path);
     }
 
+    /// The checks before anything changes. The Django commands (pending migrations, the staged
+    /// `collectstatic`, the tests) run alongside the checks of the database, Redis, the app and the
+    /// disk: the first are mostly Python start-up, the second mostly waiting.
     async fn pre_checks(&mut self, state: &RunState) -> anyhow::Result<Value> {
+        let _ = state;
+        let cfg = self.cfg();
+        let version_from = crate::services::current_version(cfg).await;
+        let version_to = self.params.version.clone().or_else(|| version_from.clone());
+        if let Some(v) = &version_to {
+            crate::services::check_version_exists(cfg, v)?;
+        }
+        let dj = Django::new(cfg, release_dir(cfg, version_to.as_deref()));
+        let pending = async {
+            let plan = dj.showmigrations()?.output().await.context("reading pending migrations")?;
+            anyhow::Ok(django::pending_migrations(&plan.stdout_text()))
+        };
+        let tests = async {
+            if cfg.deploy.run_tests {
+                self.run_tracked(Step::PreChecks, dj.tests()?).await.context("the tests failed")?;
+            }
+            anyhow::Ok(())
+        };
+        let (checks, pending, staged, tests) =
+            tokio::join!(self.system_checks(), pending, self.stage_static(&dj), tests);
+        let outcome = (|| {
+            let (estimated, free) = checks?;
+            let pending = pending?;
+            tests?;
+            let staged = staged?;
+            anyhow::Ok((estimated, free, pending, staged))
+        })();
+        let (estimated, free, pending, staged) = match outcome {
+            Ok(found) => found,
+            Err(err) => {
+                crate::statics::cleanup(&cfg.app.static_dir);
+                return Err(err);
+            }
+        };
+        let staged_summary = match &staged {
+            Some(s) => format!(", static files collected into {}", s.next.display()),
+            None => String::new(),
+        };
+        Ok(json!({
+            "version_from": version_from,
+            "version_to": version_to,
+            "pending_migrations": pending,
+            "staged_static": staged.as_ref().map(|s| &s.next),
+            "staged_static_copied": staged.as_ref().map(|s| s.copied),
+            "estimated_backup_bytes": estimated,
+            "free_bytes": free,
+            "summary": format!(
+                "{} pending migration{}, {} -> {}{staged_summary}",
+                pending.len(),
+                if pending.len() == 1 { "" } else { "s" },
+                version_from.as_deref().unwrap_or("?"),
+                version_to.as_deref().unwrap_or("?")
+            ),
+        }))
+    }
+
+    /// Database, Redis, the app's health, the backup directory and free space for the backup: the
+    /// estimated backup size and the free bytes.
+    async fn system_checks(&self) -> anyhow::Result<(u64, u64)> {
         let cfg = self.cfg();
         let url = cfg.database_url().ok_or_else(|| self.loaded.missing("database.url"))?;
         let db = DbTarget::parse(&url)?;
@@ -287,11 +368,6 @@ impl<'a> Real<'a> {
                 .context("Redis check: PING failed")?;
         }
         crate::checks::healthy_before(cfg).await?;
-        let version_from = crate::services::current_version(cfg).await;
-        let version_to = self.params.version.clone().or_else(|| version_from.clone());
-        if let Some(v) = &version_to {
-            crate::services::check_version_exists(cfg, v)?;
-        }
         let backup_dir = &cfg.backup.directory;
         fs_err::create_dir_all(backup_dir).context("creating the backup directory")?;
         let probe = backup_dir.join(format!(".rail-write-test-{}", self.run_id));
@@ -313,27 +389,71 @@ impl<'a> Real<'a> {
                 );
             }
         }
-        let dj = Django::new(cfg, release_dir(cfg, version_to.as_deref()));
-        let plan = dj.showmigrations()?.output().await.context("reading pending migrations")?;
-        let pending = django::pending_migrations(&plan.stdout_text());
-        if cfg.deploy.run_tests {
-            self.run_tracked(Step::PreChecks, dj.tests()?).await.context("the tests failed")?;
+        Ok((estimated, free))
+    }
+
+    /// With the staged strategy, `collectstatic` into a copy of the live static directory, before the
+    /// maintenance window. `None` when the strategy does not apply, or when the command reports another
+    /// destination than the copy (settings that do not read `STATIC_ROOT` from the environment): the
+    /// step then collects in place inside the window, as the in-place strategy does.
+    async fn stage_static(&self, dj: &Django<'_>) -> anyhow::Result<Option<Staged>> {
+        let cfg = self.cfg();
+        if !cfg.deploy.static_files || cfg.deploy.static_strategy != StaticStrategy::Staged {
+            return Ok(None);
         }
-        let _ = state;
-        Ok(json!({
-            "version_from": version_from,
-            "version_to": version_to,
-            "pending_migrations": pending,
-            "estimated_backup_bytes": estimated,
-            "free_bytes": free,
-            "summary": format!(
-                "{} pending migration{}, {} -> {}",
-                pending.len(),
-                if pending.len() == 1 { "" } else { "s" },
-                version_from.as_deref().unwrap_or("?"),
-                version_to.as_deref().unwrap_or("?")
-            ),
-        }))
+        let Some(paths) = crate::statics::Paths::new(&cfg.app.static_dir, &self.run_id.to_string())
+        else {
+            return Ok(None);
+        };
+        let copy = paths.clone();
+        let copied = tokio::task::spawn_blocking(move || crate::statics::prepare(&copy))
+            .await
+            .context("copying the static directory")??;
+        let out = self
+            .run_tracked(Step::PreChecks, dj.collectstatic_into(&paths.next)?)
+            .await
+            .context("collectstatic into the staging copy of the static directory")?;
+        if !crate::statics::collected_into(&out, &paths.next) {
+            tracing::warn!(
+                staging = %paths.next.display(),
+                "collectstatic did not report the staging copy as its destination: the app's settings do not take \
+                 STATIC_ROOT from the environment, so it collected where its settings say, before the maintenance \
+                 window. It runs again in place inside the window; set deploy.static_strategy = \"in-place\" for \
+                 this app"
+            );
+            let _ = fs_err::remove_dir_all(&paths.next);
+            return Ok(None);
+        }
+        Ok(Some(Staged { next: paths.next, copied }))
+    }
+
+    /// Swap in the static files the pre-checks collected; `None` when there are none to swap in.
+    async fn swap_static(&self, state: &RunState) -> anyhow::Result<Option<Value>> {
+        let cfg = self.cfg();
+        if state.staged_static.is_none() {
+            return Ok(None);
+        }
+        let Some(paths) = crate::statics::Paths::new(&cfg.app.static_dir, &self.run_id.to_string())
+        else {
+            return Ok(None);
+        };
+        let live = paths.live.clone();
+        let swap = tokio::task::spawn_blocking(move || crate::statics::swap_in(&paths))
+            .await
+            .context("swapping in the collected static files")?
+            .with_context(|| {
+                format!("swapping in the collected static files at {}", live.display())
+            })?;
+        Ok(match swap {
+            crate::statics::Swap::Swapped | crate::statics::Swap::AlreadyDone => Some(json!({
+                "staged": true,
+                "summary": format!("static files collected before the window swapped in at {}", live.display()),
+            })),
+            crate::statics::Swap::NothingStaged => {
+                tracing::warn!("the staged static files are gone; collecting in place");
+                None
+            }
+        })
     }
 
     fn django(&self, state: &RunState) -> Django<'a> {
@@ -416,13 +536,29 @@ impl Actions for Real<'_> {
             }
             Step::Backup => crate::backups::take(cfg, &self.run_id, state).await,
             Step::Migrate => {
-                let cmd = self.django(state).migrate(self.params.migrate_target().as_ref())?;
+                let target = self.params.migrate_target();
+                if target.is_none()
+                    && !cfg.deploy.migrate_when_none_pending
+                    && state.pending_migrations.as_ref().is_some_and(Vec::is_empty)
+                {
+                    // The pre-checks ran Django on this release and this database, under the run lock:
+                    // `migrate` would start Django again to find nothing to do.
+                    return Ok(json!({
+                        "applied": 0,
+                        "skipped": true,
+                        "summary": "nothing pending (showmigrations in the pre-checks): not run"
+                    }));
+                }
+                let cmd = self.django(state).migrate(target.as_ref())?;
                 let out = self.run_tracked(step, cmd).await?;
                 let applied =
                     out.lines().filter(|l| l.trim_start().starts_with("Applying ")).count();
                 Ok(json!({"applied": applied, "summary": format!("{applied} migrations applied")}))
             }
             Step::CollectStatic => {
+                if let Some(summary) = self.swap_static(state).await? {
+                    return Ok(summary);
+                }
                 let cmd = self.django(state).collectstatic()?;
                 let out = self.run_tracked(step, cmd).await?;
                 let summary = out

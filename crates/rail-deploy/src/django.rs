@@ -48,6 +48,11 @@ impl<'a> Django<'a> {
 
     /// A command from a configured argument vector, `{python}` replaced, with the app's environment.
     pub fn command(&self, argv: &[String]) -> anyhow::Result<Cmd> {
+        self.command_with_static_root(argv, &self.cfg.app.static_dir)
+    }
+
+    /// [`Self::command`] with `STATIC_ROOT` set to `static_root` rather than `app.static_dir`.
+    fn command_with_static_root(&self, argv: &[String], static_root: &Path) -> anyhow::Result<Cmd> {
         // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): every value is
         // passed as a secret, so the logged command line never shows one. Keys rail sets itself below
         // from its own configuration are left out here.
@@ -71,9 +76,7 @@ impl<'a> Django<'a> {
         if !self.cfg.app.secret_key.is_empty() {
             cmd = cmd.secret_env("SECRET_KEY", &self.cfg.app.secret_key);
         }
-        for (key, path) in
-            [("STATIC_ROOT", &self.cfg.app.static_dir), ("MEDIA_ROOT", &self.cfg.app.media_dir)]
-        {
+        for (key, path) in [("STATIC_ROOT", static_root), ("MEDIA_ROOT", &self.cfg.app.media_dir)] {
             if !path.as_os_str().is_empty() {
                 cmd = cmd.env(key, path);
             }
@@ -103,6 +106,13 @@ impl<'a> Django<'a> {
     pub fn collectstatic(&self) -> anyhow::Result<Cmd> {
         Ok(self
             .command(&self.cfg.deploy.collectstatic_command)?
+            .timeout(self.cfg.deploy.collectstatic_timeout.get()))
+    }
+
+    /// `collectstatic` into `dir` (its `STATIC_ROOT`), for the staged strategy.
+    pub fn collectstatic_into(&self, dir: &Path) -> anyhow::Result<Cmd> {
+        Ok(self
+            .command_with_static_root(&self.cfg.deploy.collectstatic_command, dir)?
             .timeout(self.cfg.deploy.collectstatic_timeout.get()))
     }
 

@@ -139,6 +139,10 @@ pub struct RunState {
     pub schema_from: Option<String>,
     /// Schema version activated by the deploy.
     pub schema_to: Option<String>,
+    /// Migrations the pre-checks found pending; `None` when not read (an older journal).
+    pub pending_migrations: Option<Vec<String>>,
+    /// The copy of the static directory the pre-checks collected into (staged strategy).
+    pub staged_static: Option<std::path::PathBuf>,
     /// Steps that began, in order (a step that began may have changed something even if it failed).
     pub began: Vec<Step>,
 }
@@ -147,12 +151,22 @@ impl RunState {
     /// Merge what a step reported into the state.
     pub fn absorb(&mut self, data: &Value) {
         if let Ok(update) = serde_json::from_value::<StateUpdate>(data.clone()) {
-            let StateUpdate { version_from, version_to, backup, schema_from, schema_to } = update;
+            let StateUpdate {
+                version_from,
+                version_to,
+                backup,
+                schema_from,
+                schema_to,
+                pending_migrations,
+                staged_static,
+            } = update;
             self.version_from = version_from.or(self.version_from.take());
             self.version_to = version_to.or(self.version_to.take());
             self.backup = backup.or(self.backup.take());
             self.schema_from = schema_from.or(self.schema_from.take());
             self.schema_to = schema_to.or(self.schema_to.take());
+            self.pending_migrations = pending_migrations.or(self.pending_migrations.take());
+            self.staged_static = staged_static.or(self.staged_static.take());
         }
     }
 }
@@ -165,6 +179,8 @@ struct StateUpdate {
     backup: Option<String>,
     schema_from: Option<String>,
     schema_to: Option<String>,
+    pending_migrations: Option<Vec<String>>,
+    staged_static: Option<std::path::PathBuf>,
 }
 
 /// A step's failure, with the message to show.

@@ -17,6 +17,7 @@ mod plan;
 mod progress;
 mod schema;
 mod services;
+mod statics;
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -224,6 +225,9 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
         journal.finish(ending.outcome())?;
         (ending, run_id, state)
     };
+    // The run is over whatever its ending: the static files it staged, or the ones it replaced, are no
+    // longer needed (a rollback restored them from the backup). Done with the lock still held.
+    statics::cleanup(&cfg.app.static_dir);
     append_audit(loaded, &run_id, &ending, &state, started.elapsed());
     lock.release().await.ok();
     report(cli, &run_id, &ending, &state, &lines, started.elapsed())

@@ -168,6 +168,9 @@ fn describe(
             let mut what = "check configuration, database, Redis, disk space for the backup, backup directory, \
                             the run lock and pending migrations"
                 .to_owned();
+            if staged_static(cfg) {
+                what.push_str("; collect static files into a copy of the static directory");
+            }
             if cfg.deploy.run_tests {
                 what.push_str("; run the tests");
             }
@@ -188,8 +191,19 @@ fn describe(
         ),
         Step::Migrate => match params.migrate_target() {
             Some(t) => format!("migrate {} to {}", t.app, t.migration),
-            None => "apply pending migrations".into(),
+            None if cfg.deploy.migrate_when_none_pending => "apply pending migrations".into(),
+            None => match &facts.pending {
+                Ok(list) if list.is_empty() => {
+                    "nothing pending: skipped (deploy.migrate_when_none_pending = false)".into()
+                }
+                _ => "apply pending migrations (skipped if the pre-checks find none)".into(),
+            },
         },
+        Step::CollectStatic if staged_static(cfg) => format!(
+            "swap in the static files collected during the pre-checks (collectstatic into a copy of {}, \
+             before the maintenance window)",
+            cfg.app.static_dir.display()
+        ),
         Step::CollectStatic => format!("collect static files into {}", display_or(&cfg.app.static_dir, "STATIC_ROOT")),
         Step::CacheClear => {
             if cfg.deploy.cache_clear_command.is_empty() {
@@ -214,6 +228,13 @@ fn describe(
         Step::Notify => "notify the configured channels of the outcome".into(),
     };
     PlannedStep { step: step.name().to_owned(), what, commands }
+}
+
+/// Whether `collectstatic` runs in the pre-checks, into a copy that the collectstatic step swaps in.
+pub(crate) fn staged_static(cfg: &Config) -> bool {
+    cfg.deploy.static_files
+        && cfg.deploy.static_strategy == rail_core::config::StaticStrategy::Staged
+        && !cfg.app.static_dir.as_os_str().is_empty()
 }
 
 fn display_or(path: &Path, fallback: &str) -> String {

@@ -139,6 +139,21 @@ pub enum BackupTiming {
     BeforeMaintenance,
 }
 
+/// How a deploy collects static files.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StaticStrategy {
+    /// Before the maintenance window, `collectstatic` runs into a copy of `app.static_dir` (its
+    /// `STATIC_ROOT` set to the copy); inside the window the copy is swapped in by two renames. The site
+    /// keeps serving the old files until then, and the window does not pay for `collectstatic`. Needs
+    /// settings that read `STATIC_ROOT` from the environment; when the command reports another
+    /// destination, the deploy says so and collects in place inside the window.
+    #[default]
+    Staged,
+    /// `collectstatic` runs into the live directory inside the maintenance window (the older tools' way).
+    InPlace,
+}
+
 /// The deploy pipeline: which steps run and how. The first nine keys are those of the older
 /// `deployment-<env>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -157,6 +172,11 @@ pub struct DeployConfig {
     /// name graphql_endpoint), filesystem, performance.
     pub health_checks: Vec<String>,
     pub backup_timing: BackupTiming,
+    pub static_strategy: StaticStrategy,
+    /// Run `migrate_command` even when the pre-checks' `showmigrations` found nothing pending. Only apps
+    /// whose `post_migrate` handlers must run on every deploy need it: Django creates content types and
+    /// permissions from migrations, so with nothing pending `migrate` has nothing to do.
+    pub migrate_when_none_pending: bool,
     /// Pause between two rounds of post-deploy health checks.
     pub health_check_interval: HumanDuration,
     /// Argument vectors of the Django steps. `{python}` is replaced by `app.python`.
@@ -196,6 +216,8 @@ impl Default for DeployConfig {
                 "graphql".into(),
             ],
             backup_timing: BackupTiming::default(),
+            static_strategy: StaticStrategy::default(),
+            migrate_when_none_pending: false,
             health_check_interval: HumanDuration::from_secs(2),
             migrate_command: manage(&["migrate", "--noinput"]),
             showmigrations_command: manage(&["showmigrations", "--plan"]),

@@ -10,3 +10,4 @@ mod lock;
 mod ops;
 mod options;
 mod pipeline;
+mod statics;
