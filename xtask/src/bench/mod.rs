@@ -7,6 +7,7 @@
 //! a missed target is a finding to look at, not a flaky failure.
 
 mod backup;
+mod deploy;
 mod health;
 mod schemaver;
 
@@ -27,7 +28,10 @@ groups:
   schemaver        schemaver compare vs graphql-inspector diff on the GitHub pair bbcdd330 -> 503d8f18
                    (installs @graphql-inspector/cli from npm under target/bench once) [--rounds N]
   backup           rollback backup / rollback rollback vs pg_dump -Fc + tar czf and single-job pg_restore
-                   on about 1 GB of database and 500 MB of media, generated once under target/bench [--rounds N, default 3]";
+                   on about 1 GB of database and 500 MB of media, generated once under target/bench [--rounds N, default 3]
+  deploy           deploy of the running release vs the same commands in a shell script, and the maintenance
+                   window vs backup + migrate + restart-to-healthy + 0.5 s [--rounds N, default 5]
+                   [--migration-rounds M, default 3]";
 
 /// Options shared by the groups.
 #[derive(Debug, Clone)]
@@ -42,6 +46,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     // Rounds of minutes each, and data of its own: the backup group reads its own arguments.
     if args.first().map(String::as_str) == Some("backup") {
         return backup::run(root, &args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("deploy") {
+        return deploy::run(root, &args[1..]);
     }
     let mut opts = Options { rounds: 40, warmup: 3, minutes: 10.0, interval: "1s".into() };
     let mut group = None;
