@@ -122,5 +122,15 @@ impl Drop for TestDb {
         // Best effort: a failing test must still report its own failure, not this one.
         let admin = Stack::get().database_url_for("postgres");
         let _ = query(&admin, &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+        // The copies a restore keeps or leaves beside it (`<name>__rail_pre_<stamp>` and the like).
+        let copies = format!(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, '{}__rail_')",
+            self.name
+        );
+        for row in query(&admin, &copies).unwrap_or_default() {
+            if let Some(Some(name)) = row.first() {
+                let _ = query(&admin, &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
     }
 }
