@@ -13,6 +13,7 @@ mod bench;
 mod ci;
 mod demo;
 mod envfile;
+mod man;
 mod stack;
 mod test;
 #[cfg(test)]
@@ -33,7 +34,8 @@ commands:
   stack status   say what runs
   test [ARGS]    bring the stack up, then run the workspace's tests (ARGS go to nextest / cargo test)
   ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`
-  bench [GROUP]  side-by-side timings against the programs rail replaces (`bench --help`)";
+  bench [GROUP]  side-by-side timings against the programs rail replaces (`bench --help`)
+  man            write the four binaries' man pages into docs/man/";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,6 +58,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("test") => test::run(&root, rest),
         Some("demo") => demo::run(&root, rest),
         Some("ci") => ci::run(&root, rest),
+        Some("man") => man::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

@@ -81,3 +81,115 @@ pub fn print_completions<P: clap::CommandFactory>(shell: Shell, name: &str) {
     let mut cmd = P::command();
     clap_complete::generate(shell, &mut cmd, name, &mut std::io::stdout());
 }
+
+/// Write the man pages of the binary `name` into `dir`: `<name>.1`, then `<name>-<sub>.1` for each
+/// subcommand, recursively (`deploy-maintenance-on.1`). Returns the files written, in order.
+pub fn write_man_pages<P: clap::CommandFactory>(
+    name: &'static str,
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<PathBuf>> {
+    fs_err::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    write_page(&P::command().name(name), name, dir, &mut written)?;
+    Ok(written)
+}
+
+fn write_page(
+    cmd: &clap::Command,
+    page: &str,
+    dir: &std::path::Path,
+    written: &mut Vec<PathBuf>,
+) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    // clap names a page after its command: a subcommand's page carries the full `bin-sub` name. The
+    // names live for the rest of this short-lived process.
+    let named: &'static str = Box::leak(page.to_owned().into_boxed_str());
+    clap_mangen::Man::new(cmd.clone().name(named)).render(&mut buf)?;
+    let path = dir.join(format!("{page}.1"));
+    fs_err::write(&path, buf)?;
+    written.push(path);
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set() && s.get_name() != "help") {
+        write_page(sub, &format!("{page}-{}", sub.get_name()), dir, written)?;
+    }
+    Ok(())
+}
+
+/// The `man` subcommand of every binary: write the pages into `dir` and list them; the exit code.
+pub fn man_command<P: clap::CommandFactory>(name: &'static str, dir: &std::path::Path) -> u8 {
+    match write_man_pages::<P>(name, dir) {
+        Ok(written) => {
+            for path in written {
+                let _ = crate::output::stdout_line(&path.display().to_string());
+            }
+            crate::exit::SUCCESS
+        }
+        Err(e) => {
+            crate::output::report_error(
+                &anyhow::Error::new(e).context(format!("writing man pages into {}", dir.display())),
+            );
+            crate::exit::FAILED
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{Parser, Subcommand};
+
+    use super::*;
+
+    /// A tool with a nested subcommand and a hidden one.
+    #[derive(Debug, Parser)]
+    #[command(about = "A tool")]
+    struct Tool {
+        /// Say more
+        #[arg(long)]
+        loud: bool,
+        #[command(subcommand)]
+        command: Option<Sub>,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Sub {
+        /// Switch things
+        Switch {
+            #[command(subcommand)]
+            action: Action,
+        },
+        #[command(hide = true)]
+        Secret,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum Action {
+        /// Turn it on
+        On {
+            /// For how long
+            #[arg(long)]
+            ttl: Option<String>,
+        },
+        Off,
+    }
+
+    #[test]
+    fn man_pages_cover_every_visible_subcommand_under_its_full_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_man_pages::<Tool>("tool", dir.path()).unwrap();
+        let names: Vec<String> =
+            written.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["tool.1", "tool-switch.1", "tool-switch-on.1", "tool-switch-off.1"]);
+        let main = fs_err::read_to_string(dir.path().join("tool.1")).unwrap();
+        assert!(main.contains(".TH tool 1") && main.contains("\\-\\-loud"), "{main}");
+        let on = fs_err::read_to_string(dir.path().join("tool-switch-on.1")).unwrap();
+        assert!(on.contains("tool\\-switch\\-on") && on.contains("\\-\\-ttl"), "{on}");
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-dir");
+        fs_err::write(&file, "x").unwrap();
+        let err = write_man_pages::<Tool>("tool", &file).unwrap_err().to_string();
+        assert!(err.contains("not-a-dir"), "{err}");
+    }
+}

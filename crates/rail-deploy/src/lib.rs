@@ -51,6 +51,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     }
+    if let Some(Command::Man { dir }) = &cli.command {
+        return ExitCode::from(rail_core::cli::man_command::<Cli>("deploy", dir));
+    }
     if let Some(Command::Completions { shell }) = &cli.command {
         rail_core::cli::print_completions::<Cli>(*shell, "deploy");
         return ExitCode::SUCCESS;
@@ -85,7 +88,7 @@ async fn dispatch(cli: &Cli, loaded: &Loaded) -> u8 {
         Some(Command::Status) => status(cli, loaded).await,
         Some(Command::History { limit }) => history(cli, loaded, *limit),
         Some(Command::Maintenance { action }) => maintenance(cli, loaded, action).await,
-        Some(Command::Completions { .. }) => {
+        Some(Command::Completions { .. } | Command::Man { .. }) => {
             unreachable!("handled before loading the configuration")
         }
     };

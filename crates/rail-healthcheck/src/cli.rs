@@ -84,6 +84,12 @@ pub enum Format {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write the man pages of this command and its subcommands into a directory
+    Man {
+        /// Where the pages go (created when missing)
+        #[arg(long, value_name = "DIR", default_value = "docs/man")]
+        dir: std::path::PathBuf,
+    },
     /// Print shell completions
     Completions {
         #[arg(value_enum)]

@@ -39,6 +39,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if let Some(Command::Man { dir }) = &cli.command {
+        return ExitCode::from(rail_core::cli::man_command::<Cli>("healthcheck", dir));
+    }
     if let Some(Command::Completions { shell }) = cli.command {
         rail_core::cli::print_completions::<Cli>(shell, "healthcheck");
         return ExitCode::SUCCESS;

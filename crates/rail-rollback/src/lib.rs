@@ -58,6 +58,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if let Command::Man { dir } = &cli.command {
+        return ExitCode::from(rail_core::cli::man_command::<Cli>("rollback", dir));
+    }
     if let Command::Completions { shell } = cli.command {
         rail_core::cli::print_completions::<Cli>(shell, "rollback");
         return ExitCode::SUCCESS;
@@ -115,7 +118,7 @@ async fn dispatch(ctx: &Ctx) -> anyhow::Result<u8> {
         }
         Command::Prune { dry_run } => prune::run(ctx, *dry_run).await,
         Command::History { limit } => history::run(ctx, *limit),
-        Command::Completions { .. } => Ok(exit::SUCCESS),
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::SUCCESS),
     }
 }
 

@@ -140,7 +140,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             let rows = read_legacy_versions(&url).await?;
             import_legacy(&ctx, &open().await?, rows, &dir).await
         }
-        Command::Completions { .. } => Ok(exit::SUCCESS),
+        Command::Completions { .. } | Command::Man { .. } => Ok(exit::SUCCESS),
     }
 }
 

@@ -54,6 +54,9 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(code) => return ExitCode::from(code),
     };
+    if let Command::Man { dir } = &cli.command {
+        return ExitCode::from(rail_core::cli::man_command::<Cli>("schemaver", dir));
+    }
     if let Command::Completions { shell } = cli.command {
         rail_core::cli::print_completions::<Cli>(shell, "schemaver");
         return ExitCode::SUCCESS;

@@ -62,3 +62,26 @@ fn invalid_arguments_are_usage_errors_that_change_nothing() {
     assert!(w.run_ids().is_empty(), "no run started");
     assert_eq!(w.served_release().as_deref(), Some("v1"));
 }
+
+#[test]
+fn man_pages_are_written_without_any_configuration() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut c = rail_testkit::cmd(env!("CARGO_BIN_EXE_deploy"));
+    c.args(["man", "--dir"]).arg(dir.path()).current_dir(dir.path());
+    let out = c.run();
+    out.assert_success();
+    for page in ["deploy.1", "deploy-status.1", "deploy-history.1", "deploy-maintenance-on.1"] {
+        let path = dir.path().join(page);
+        assert!(
+            out.stdout.contains(&path.display().to_string()),
+            "{page} listed\n{}",
+            out.describe()
+        );
+        let text = fs_err::read_to_string(&path).expect("the page was written");
+        assert!(text.starts_with(".ie") || text.contains(".TH"), "{page} is a man page");
+    }
+    let main = fs_err::read_to_string(dir.path().join("deploy.1")).unwrap();
+    for flag in ["dry\\-run", "resume", "lock\\-wait", "migrate\\-to", "no\\-rollback"] {
+        assert!(main.contains(flag), "deploy.1 documents --{flag}");
+    }
+}

@@ -1,0 +1,35 @@
+//! `cargo xtask man`: the man pages of the four binaries, written by each binary's own `man`
+//! subcommand into `docs/man/` (generated, so not kept in git).
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::test::cargo;
+use crate::util;
+
+const BINARIES: [&str; 4] = ["deploy", "rollback", "healthcheck", "schemaver"];
+
+pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
+    let mut build = util::command(cargo());
+    build.args(["build", "-q"]);
+    for bin in BINARIES {
+        build.args(["-p", &format!("rail-{bin}")]);
+    }
+    util::run(build.current_dir(root)).context("building the binaries")?;
+    let target =
+        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
+    let dir = root.join("docs").join("man");
+    let mut pages = 0;
+    for bin in BINARIES {
+        let out = util::run_captured(
+            util::command(target.join("debug").join(bin)).arg("man").arg("--dir").arg(&dir),
+        )?;
+        pages += out.lines().count();
+    }
+    util::stdout_line(&format!(
+        "{pages} man pages in {} (man -l docs/man/deploy.1)",
+        dir.display()
+    ));
+    Ok(())
+}
