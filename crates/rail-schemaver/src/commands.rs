@@ -23,6 +23,9 @@ use crate::{capture, settings, Fail};
 struct Ctx {
     quiet: bool,
     colour: bool,
+    /// The endpoint to introspect when no flag or `GRAPHQL_URL` names one: `schema.capture_url`, else
+    /// the app's GraphQL URL, from the rail configuration when one is named.
+    capture_url: Option<String>,
 }
 
 impl Ctx {
@@ -42,8 +45,8 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
     let colour = std::io::stdout().is_terminal()
         && !cli.log.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-    let ctx = Ctx { quiet: cli.log.quiet, colour };
-    let store_args = cli.store;
+    let (store_args, capture_url) = settings::with_config(cli.store, &cli.config)?;
+    let ctx = Ctx { quiet: cli.log.quiet, colour, capture_url };
     let open = || async {
         let location = settings::store_location(&store_args)?;
         SchemaStore::open(&location).await.map_err(Fail::from)
@@ -95,7 +98,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             report(&ctx, &old.model, &new.model, format, fail_on)
         }
         Command::Check { source, against, format, fail_on } => {
-            let new = raw_source(&source).await?;
+            let new = raw_source(&source, &ctx).await?;
             let store = open().await?;
             let old = stored_raw(&fetch_stored(&store, &against).await?);
             let (old, new) = load_two(&ctx, &old, &new)?;
@@ -182,7 +185,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, Fail> {
 
 /// `--schema FILE`, `--from-url URL`, or else GRAPHQL_URL.
 async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
-    let raw = raw_source(source).await?;
+    let raw = raw_source(source, ctx).await?;
     let l = schema::load(&raw.bytes, &raw.name).map_err(Fail::usage)?;
     Ok((loaded(ctx, l, &raw.name), raw.name))
 }
@@ -204,17 +207,18 @@ async fn raw_pointer(pointer: &str) -> Result<Raw, Fail> {
     Ok(Raw { bytes: read_bytes(&path)?, name })
 }
 
-async fn raw_source(source: &SchemaSource) -> Result<Raw, Fail> {
+async fn raw_source(source: &SchemaSource, ctx: &Ctx) -> Result<Raw, Fail> {
     if let Some(path) = &source.schema {
         return raw_pointer(&path.to_string_lossy()).await;
     }
-    match settings::graphql_url(source.from_url.as_deref()) {
+    match settings::graphql_url(source.from_url.as_deref()).or_else(|| ctx.capture_url.clone()) {
         Some(url) => Ok(Raw {
             bytes: capture::introspect(&url).await.map_err(Fail::usage)?,
             name: rail_core::secret::redact_url(&url),
         }),
         None => Err(Fail::usage(anyhow!(
-            "no schema given: pass --schema FILE (`-` for stdin) or --from-url URL, or set {ENV_GRAPHQL_URL}"
+            "no schema given: pass --schema FILE (`-` for stdin) or --from-url URL, or set {ENV_GRAPHQL_URL} \
+             (or app.graphql_url / schema.capture_url in the file of --config)"
         ))),
     }
 }

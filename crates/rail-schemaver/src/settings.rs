@@ -1,8 +1,10 @@
-//! Resolving where the store is and where the app answers, from flags and environment variables.
+//! Resolving where the store is and where the app answers.
 //!
 //! Flags win over `RAIL_SCHEMA_STORE`, `RAIL_SCHEMA_DIR`, `DATABASE_URL` and `GRAPHQL_URL` (clap reads
-//! the environment for the flags that have one). Once `rail_core::config` covers these keys, this is
-//! the one place to switch over.
+//! the environment for the flags that have one), which win over the rail configuration named by
+//! `--config` or `--environment` (`[schema] store`, `directory`, `capture_url`, `database.url`,
+//! `app.graphql_url`). Without `--config` or `--environment` no configuration file is read, so
+//! `schemaver compare a.graphql b.graphql` in CI needs nothing else.
 
 use std::path::PathBuf;
 
@@ -10,11 +12,44 @@ use anyhow::anyhow;
 use rail_core::schema_store::StoreLocation;
 use rail_core::secret::Secret;
 
+use rail_core::cli::ConfigArgs;
+use rail_core::config::{LoadOptions, SchemaStoreKind};
+
 use crate::cli::{StoreArgs, StoreKind, ENV_DATABASE_URL, ENV_GRAPHQL_URL};
 use crate::Fail;
 
 /// The dir store's directory when none is given: the old Django tool's `schema_versions/`.
 pub(crate) const DEFAULT_SCHEMA_DIR: &str = "schema_versions";
+
+/// Fill what flags and variables leave unset from the rail configuration, when one is named; also
+/// the configured endpoint to introspect.
+pub(crate) fn with_config(
+    mut args: StoreArgs,
+    config: &ConfigArgs,
+) -> Result<(StoreArgs, Option<String>), Fail> {
+    if config.config.is_none() && config.environment.is_none() {
+        return Ok((args, None));
+    }
+    let loaded = rail_core::config::load(&LoadOptions::from_args(config))
+        .map_err(|e| Fail::usage(anyhow::Error::new(e)))?;
+    let cfg = &loaded.config;
+    if args.store.is_none() {
+        args.store = Some(match cfg.schema.store {
+            SchemaStoreKind::Dir => StoreKind::Dir,
+            SchemaStoreKind::Postgres => StoreKind::Postgres,
+        });
+    }
+    if args.schema_dir.is_none() && !cfg.schema.directory.as_os_str().is_empty() {
+        args.schema_dir = Some(cfg.schema.directory.clone());
+    }
+    if args.database_url.as_deref().is_none_or(|u| u.trim().is_empty()) {
+        args.database_url = cfg.database_url().map(|u| u.expose().to_owned());
+    }
+    let capture = Some(cfg.schema.capture_url.trim().to_owned())
+        .filter(|u| !u.is_empty())
+        .or_else(|| cfg.graphql_url());
+    Ok((args, capture))
+}
 
 /// The store to open.
 pub(crate) fn store_location(args: &StoreArgs) -> Result<StoreLocation, Fail> {

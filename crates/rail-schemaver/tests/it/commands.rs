@@ -236,3 +236,37 @@ fn help_names_every_subcommand_and_exit_codes() {
     schemaver().arg("frobnicate").run().assert_code(2);
     schemaver().args(["compare", "only-one.graphql"]).run().assert_code(2);
 }
+
+#[test]
+fn the_store_is_read_from_the_rail_configuration_below_flags_and_variables() {
+    let pair = small_pair();
+    let dir = TestDir::new();
+    let configured = dir.join("configured-store");
+    let config = dir.write(
+        "rail.toml",
+        format!("[schema]\nstore = \"dir\"\ndirectory = \"{}\"\n", configured.display()),
+    );
+    let config = config.display().to_string();
+
+    schemaver()
+        .args(["--config", &config, "create", "--version", "1.0.0"])
+        .args(["--schema", &path(&pair, "v1.graphql"), "--activate"])
+        .run()
+        .assert_success();
+    assert!(configured.join("index.json").is_file(), "the configured directory holds the store");
+    let listed = schemaver().args(["--config", &config, "list", "--format", "json"]).run();
+    listed.assert_success();
+    assert!(listed.stdout.contains("1.0.0"), "{}", listed.describe());
+
+    // RAIL_SCHEMA_DIR (like --schema-dir) wins over the file.
+    let elsewhere = dir.join("from-variable");
+    let out = run_in(&elsewhere, &["--config", &config, "list", "--format", "json"]);
+    out.assert_success();
+    assert!(!out.stdout.contains("1.0.0"), "the variable's empty store\n{}", out.describe());
+
+    // A mistake in the file is a configuration error naming the key and the file.
+    let bad = dir.write("bad.toml", "[schema]\nstroe = \"dir\"\n");
+    let out = schemaver().args(["--config", &bad.display().to_string(), "list"]).run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("stroe") && out.stderr.contains("bad.toml"), "{}", out.describe());
+}
