@@ -78,6 +78,22 @@ fn deploy_v1_to_v2_adds_the_field_closing_the_site_only_inside_its_maintenance_w
     let on = journal.ts("step_begin", Some("maintenance-on")).expect("maintenance-on began");
     let off = journal.ts("step_end", Some("maintenance-off")).expect("maintenance-off ended");
     assert!(on < off, "maintenance-on {on} is before maintenance-off {off}");
+    // The window holds only what must happen inside it: static files were collected by the
+    // pre-checks, before it, and the collectstatic step inside it only swapped them in.
+    let end_of = |step: &str| {
+        journal
+            .events
+            .iter()
+            .find(|e| e["event"] == "step_end" && e["step"] == step)
+            .map(|e| e["data"].clone())
+            .unwrap_or_default()
+    };
+    assert!(end_of("pre-checks")["staged_static"].is_string(), "{}", end_of("pre-checks"));
+    assert_eq!(end_of("collectstatic")["staged"], serde_json::Value::Bool(true));
+    assert!(
+        journal.ts("step_end", Some("pre-checks")).expect("pre-checks ended") <= on,
+        "the pre-checks ended before maintenance began"
+    );
 
     let show = |p: &Probe| format!("{:?} sent {} answered {}", p.status, p.sent, p.answered);
     let closed: Vec<&Probe> = probes.iter().filter(|p| p.status == Some(503)).collect();
