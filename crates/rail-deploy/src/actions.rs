@@ -405,6 +405,18 @@ impl<'a> Real<'a> {
         else {
             return Ok(None);
         };
+        // The copy needs room beside the live directory, on its file system.
+        let needed = tree_size(&paths.live);
+        let free = free_space(&existing_ancestor(&paths.next))?;
+        if free < needed {
+            bail!(
+                "not enough free space beside {} for the staged copy of the static files: {} free, {} needed; \
+                 free some or set deploy.static_strategy = \"in-place\"",
+                paths.live.display(),
+                rail_core::config::ByteSize(free),
+                rail_core::config::ByteSize(needed)
+            );
+        }
         let copy = paths.clone();
         let copied = tokio::task::spawn_blocking(move || crate::statics::prepare(&copy))
             .await
