@@ -180,9 +180,8 @@ fn apply_env(cmd: &mut std::process::Command, env: &EnvFile, layout: &Layout) {
     for (key, value) in env.iter() {
         cmd.env(key, value);
     }
+    // deploy-configs/local.toml puts schemaver's dir store under it, beside the rest of the stack's state.
     cmd.env("RAIL_STACK_DIR", &layout.stack);
-    // schemaver's dir store, beside the rest of the stack's state (deploy-configs/local.toml agrees).
-    cmd.env("RAIL_SCHEMA_DIR", layout.stack.join("schema_versions"));
     // The demo's output is for reading: plain log lines.
     cmd.env("NO_COLOR", "1");
 }
