@@ -12,7 +12,7 @@
 //! symbolic link whose target lies outside the tree is stored as the file it points to.
 
 use std::ffi::OsStr;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -155,6 +155,83 @@ pub fn create_private_file(path: &Path) -> Result<fs_err::File, ArchiveError> {
     )
 }
 
+/// The compression of an archive. Reading needs no telling: [`check_tar_gz`] and [`extract_tar_gz`]
+/// recognise either by its magic bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Codec {
+    /// gzip (zlib-rs), at [`WriteOptions::level`].
+    #[default]
+    Gzip,
+    /// zstd at level 3 on two threads: several times faster than gzip at about the same size.
+    Zstd,
+}
+
+/// zstd's level: its default, the speed/size balance `zstd -3` has.
+const ZSTD_LEVEL: i32 = 3;
+/// Compression threads of zstd (besides the one reading the files).
+const ZSTD_WORKERS: u32 = 2;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+
+/// A gzip or zstd stream being written.
+enum Encoder<W: Write> {
+    Gzip(GzEncoder<W>),
+    Zstd(zstd::stream::write::Encoder<'static, W>),
+}
+
+impl<W: Write> Encoder<W> {
+    fn new(inner: W, codec: Codec, gzip_level: u32) -> io::Result<Self> {
+        Ok(match codec {
+            Codec::Gzip => {
+                Self::Gzip(GzEncoder::new(inner, flate2::Compression::new(gzip_level.clamp(1, 9))))
+            }
+            Codec::Zstd => {
+                let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
+                encoder.multithread(ZSTD_WORKERS)?;
+                // A checksum per frame, so that a check finds a flipped bit as gzip's CRC does.
+                encoder.include_checksum(true)?;
+                Self::Zstd(encoder)
+            }
+        })
+    }
+
+    fn finish(self) -> io::Result<W> {
+        match self {
+            Self::Gzip(e) => e.finish(),
+            Self::Zstd(e) => e.finish(),
+        }
+    }
+}
+
+impl<W: Write> Write for Encoder<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Self::Gzip(e) => e.write(buf),
+            Self::Zstd(e) => e.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Self::Gzip(e) => e.flush(),
+            Self::Zstd(e) => e.flush(),
+        }
+    }
+}
+
+/// The decompressing reader for whatever `input` starts with: gzip (every member) or zstd (every frame).
+/// Anything else is damage.
+fn decoder<'a, R: BufRead + 'a>(mut input: R) -> io::Result<Box<dyn Read + 'a>> {
+    let head = input.fill_buf()?;
+    if head.starts_with(&ZSTD_MAGIC) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(input)?))
+    } else if head.starts_with(&GZIP_MAGIC) {
+        Ok(Box::new(MultiGzDecoder::new(input)))
+    } else {
+        Err(io::Error::new(io::ErrorKind::InvalidData, "neither a gzip nor a zstd stream"))
+    }
+}
+
 /// How to write an archive.
 pub struct WriteOptions<'a> {
     /// Gzip level, 1 (fastest) to 9 (smallest).
@@ -190,9 +267,20 @@ pub fn write_tar_gz(
     dest: &Path,
     opts: &WriteOptions<'_>,
 ) -> Result<ArchiveSummary, ArchiveError> {
+    write_tar(tree, dest, Codec::Gzip, opts)
+}
+
+/// [`write_tar_gz`] with the compression `codec`.
+pub fn write_tar(
+    tree: &Path,
+    dest: &Path,
+    codec: Codec,
+    opts: &WriteOptions<'_>,
+) -> Result<ArchiveSummary, ArchiveError> {
     let file = create_private_file(dest)?;
     let writer = HashingWriter::new(BufWriter::with_capacity(BUF_SIZE, file));
-    let encoder = GzEncoder::new(writer, flate2::Compression::new(opts.level.clamp(1, 9)));
+    let encoder = Encoder::new(writer, codec, opts.level)
+        .map_err(|source| ArchiveError::Write { path: dest.to_owned(), source })?;
     let mut builder = tar::Builder::new(encoder);
     builder.follow_symlinks(false);
     let mut state =
@@ -233,7 +321,7 @@ struct WalkState<'a> {
     skipped: Vec<String>,
 }
 
-type Builder = tar::Builder<GzEncoder<HashingWriter<BufWriter<fs_err::File>>>>;
+type Builder = tar::Builder<Encoder<HashingWriter<BufWriter<fs_err::File>>>>;
 
 impl WalkState<'_> {
     fn walk(&mut self, builder: &mut Builder, rel_dir: &Path) -> Result<(), ArchiveError> {
@@ -492,7 +580,7 @@ pub struct CheckSummary {
     pub content_bytes: u64,
 }
 
-/// Read every entry of the archive `path` to its end, checking gzip CRCs and that every entry would be
+/// Read every entry of the archive `path` (gzip or zstd) to its end, checking gzip CRCs or zstd checksums and that every entry would be
 /// extracted safely, and hash the file in the same pass.
 pub fn check_tar_gz(path: &Path) -> Result<CheckSummary, ArchiveError> {
     let file = fs_err::File::open(path)
@@ -502,7 +590,7 @@ pub fn check_tar_gz(path: &Path) -> Result<CheckSummary, ArchiveError> {
     let mut entries = 0;
     let mut content_bytes = 0;
     {
-        let decoder = MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, &mut hashing));
+        let decoder = decoder(BufReader::with_capacity(BUF_SIZE, &mut hashing)).map_err(damaged)?;
         let mut archive = tar::Archive::new(decoder);
         let mut buf = vec![0u8; BUF_SIZE];
         for entry in archive.entries().map_err(damaged)? {
@@ -574,7 +662,7 @@ pub fn extract_tar_gz(
         .map_err(|source| ArchiveError::Read { path: archive.to_owned(), source })?;
     let damaged = |source| ArchiveError::Damaged { archive: archive.to_owned(), source };
     let counting = ProgressReader { inner: file, progress: opts.progress };
-    let decoder = MultiGzDecoder::new(BufReader::with_capacity(BUF_SIZE, counting));
+    let decoder = decoder(BufReader::with_capacity(BUF_SIZE, counting)).map_err(damaged)?;
     let mut tar = tar::Archive::new(decoder);
     let chown = opts.preserve_owner && nix::unistd::geteuid().is_root();
     let mut extractor =

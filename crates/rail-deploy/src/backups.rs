@@ -51,11 +51,16 @@ pub(crate) fn commands(cfg: &Config) -> Vec<String> {
         cfg.backup.directory.display(),
         backup::DATABASE_FILE
     )];
+    let (static_file, media_file) = backup::archive_files(cfg.backup.compression);
+    let codec = match cfg.backup.compression {
+        rail_core::config::Compression::Gzip => "tar+gzip",
+        rail_core::config::Compression::Zstd => "tar+zstd",
+    };
     if cfg.backup.include_static && !cfg.app.static_dir.as_os_str().is_empty() {
-        out.push(format!("tar+gzip {} > {}", cfg.app.static_dir.display(), backup::STATIC_FILE));
+        out.push(format!("{codec} {} > {static_file}", cfg.app.static_dir.display()));
     }
     if cfg.backup.include_media && !cfg.app.media_dir.as_os_str().is_empty() {
-        out.push(format!("tar+gzip {} > {}", cfg.app.media_dir.display(), backup::MEDIA_FILE));
+        out.push(format!("{codec} {} > {media_file}", cfg.app.media_dir.display()));
     }
     out
 }

@@ -305,3 +305,76 @@ fn tree_size_counts_files() {
     assert_eq!(tree_size(tmp.path()), 8);
     assert_eq!(tree_size(&tmp.path().join("missing")), 0);
 }
+
+#[test]
+fn zstd_archives_round_trip_and_are_recognised_by_their_first_bytes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (tree, outside) = (tmp.path().join("media"), tmp.path().join("outside"));
+    fs_err::create_dir_all(&tree).unwrap();
+    fs_err::create_dir_all(&outside).unwrap();
+    sample_tree(&tree, &outside);
+    let zst = tmp.path().join("media.tar.zst");
+    let gz = tmp.path().join("media.tar.gz");
+    let summary = write_tar(&tree, &zst, Codec::Zstd, &write_opts()).unwrap();
+    let gz_summary = write_tar(&tree, &gz, Codec::Gzip, &write_opts()).unwrap();
+    assert!(fs_err::read(&zst).unwrap().starts_with(&ZSTD_MAGIC));
+    assert!(fs_err::read(&gz).unwrap().starts_with(&GZIP_MAGIC));
+    assert_eq!(summary.entries, gz_summary.entries);
+    assert_eq!(summary.content_bytes, gz_summary.content_bytes);
+
+    let checked = check_tar_gz(&zst).unwrap();
+    assert_eq!(checked.digest, summary.digest);
+    assert_eq!(checked.entries, summary.entries);
+    let from_zst = tmp.path().join("from-zst");
+    let from_gz = tmp.path().join("from-gz");
+    extract_tar_gz(&zst, &from_zst, &extract_opts()).unwrap();
+    extract_tar_gz(&gz, &from_gz, &extract_opts()).unwrap();
+    assert_eq!(snapshot(&from_zst), snapshot(&from_gz), "both codecs restore the same tree");
+
+    // Neither gzip nor zstd: damage, named.
+    let other = tmp.path().join("other.tar.zst");
+    fs_err::write(&other, b"PK\x03\x04 not an archive of ours").unwrap();
+    let err = check_tar_gz(&other).unwrap_err();
+    assert!(matches!(err, ArchiveError::Damaged { .. }), "{err}");
+    assert!(err.to_string().contains("other.tar.zst"), "{err}");
+}
+
+#[test]
+fn damaged_zstd_archives_are_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("t");
+    fs_err::create_dir_all(&tree).unwrap();
+    let mut state = 0x9e37_79b9_u32;
+    let noise: Vec<u8> = (0..300_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    fs_err::write(tree.join("noise"), &noise).unwrap();
+    fs_err::write(tree.join("text"), "compressible ".repeat(20_000)).unwrap();
+    let archive = tmp.path().join("a.tar.zst");
+    write_tar(&tree, &archive, Codec::Zstd, &write_opts()).unwrap();
+    let bytes = fs_err::read(&archive).unwrap();
+
+    let damaged = |name: &str, content: &[u8]| {
+        let path = tmp.path().join(name);
+        fs_err::write(&path, content).unwrap();
+        let checked = check_tar_gz(&path);
+        assert!(matches!(checked, Err(ArchiveError::Damaged { .. })), "{name}: {checked:?}");
+        let err = extract_tar_gz(&path, &tmp.path().join(format!("{name}.out")), &extract_opts())
+            .unwrap_err();
+        assert!(matches!(err, ArchiveError::Damaged { .. }), "{name}: {err}");
+    };
+    damaged("truncated.tar.zst", &bytes[..bytes.len() / 2]);
+    damaged("short-tail.tar.zst", &bytes[..bytes.len() - 3]);
+    let mut flipped = bytes.clone();
+    let at = flipped.len() / 2;
+    flipped[at] ^= 0x10;
+    damaged("flipped.tar.zst", &flipped);
+    let mut tail = bytes.clone();
+    tail.extend_from_slice(b"trailing garbage");
+    damaged("tail.tar.zst", &tail);
+}

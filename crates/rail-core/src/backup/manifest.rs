@@ -84,6 +84,8 @@ pub mod format {
     pub const PG_DIRECTORY: &str = "pg_dump-directory";
     /// A gzip-compressed tar archive.
     pub const TAR_GZIP: &str = "tar+gzip";
+    /// A zstd-compressed tar archive.
+    pub const TAR_ZSTD: &str = "tar+zstd";
     /// GraphQL SDL text.
     pub const GRAPHQL_SDL: &str = "graphql-sdl";
 }

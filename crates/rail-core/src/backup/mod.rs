@@ -49,6 +49,17 @@ pub const DATABASE_FILE: &str = "database.dump";
 pub const DATABASE_DIR: &str = "database";
 pub const STATIC_FILE: &str = "static.tar.gz";
 pub const MEDIA_FILE: &str = "media.tar.gz";
+/// The archives' names with `backup.compression = "zstd"`.
+pub const STATIC_FILE_ZSTD: &str = "static.tar.zst";
+pub const MEDIA_FILE_ZSTD: &str = "media.tar.zst";
+
+/// The static and media archives' file names for `compression`.
+pub fn archive_files(compression: crate::config::Compression) -> (&'static str, &'static str) {
+    match compression {
+        crate::config::Compression::Gzip => (STATIC_FILE, MEDIA_FILE),
+        crate::config::Compression::Zstd => (STATIC_FILE_ZSTD, MEDIA_FILE_ZSTD),
+    }
+}
 pub const SCHEMA_FILE: &str = "schema.graphql";
 /// Buffer between pg_dump's pipe and the dump file.
 const COPY_BUF: usize = 1024 * 1024;
@@ -116,8 +127,6 @@ pub enum BackupError {
     NoSets { dir: String },
     #[error("the backup was cancelled")]
     Cancelled,
-    #[error("{what} is not supported")]
-    Unsupported { what: &'static str },
     #[error("the backup did not finish within {} (backup.timeout)", humantime::format_duration(*after))]
     Timeout { after: Duration },
     #[error("database name `{name}` is longer than PostgreSQL's 63 bytes")]
@@ -526,11 +535,6 @@ pub async fn create(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Back
 }
 
 async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, BackupError> {
-    if cfg.backup.compression != crate::config::Compression::Gzip {
-        return Err(BackupError::Unsupported {
-            what: "backup.compression = \"zstd\" (use \"gzip\")",
-        });
-    }
     let started = Instant::now();
     let created_at = Utc::now();
     let store = store(cfg);
@@ -607,22 +611,23 @@ async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Ba
         }
         let (tree, dest) = (tree.to_owned(), dir.join(file));
         let (cancel, progress) = (Arc::clone(&cancel), Arc::clone(&req.progress));
-        let level = cfg.backup.compression_level;
+        let (level, codec) = (cfg.backup.compression_level, codec(cfg.backup.compression));
         Some(tokio::task::spawn_blocking(move || {
-            archive_component(kind, &tree, &dest, level, &cancel, &*progress)
+            archive_component(kind, &tree, &dest, (codec, level), &cancel, &*progress)
         }))
     };
+    let (static_file, media_file) = archive_files(cfg.backup.compression);
     let static_task = archive_task(
         ComponentKind::Static,
         cfg.backup.include_static,
         &cfg.app.static_dir,
-        STATIC_FILE,
+        static_file,
     );
     let media_task = archive_task(
         ComponentKind::Media,
         cfg.backup.include_media,
         &cfg.app.media_dir,
-        MEDIA_FILE,
+        media_file,
     );
 
     let dump = async {
@@ -720,11 +725,18 @@ async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Ba
     Ok(BackupSet { name, path, kind: SetKind::Full { manifest: Box::new(manifest) } })
 }
 
+fn codec(compression: crate::config::Compression) -> archive::Codec {
+    match compression {
+        crate::config::Compression::Gzip => archive::Codec::Gzip,
+        crate::config::Compression::Zstd => archive::Codec::Zstd,
+    }
+}
+
 fn archive_component(
     kind: ComponentKind,
     tree: &Path,
     dest: &Path,
-    level: u32,
+    (codec, level): (archive::Codec, u32),
     cancel: &Cancel,
     progress: &dyn Progress,
 ) -> Result<Component, BackupError> {
@@ -732,7 +744,7 @@ fn archive_component(
     progress.begin(task, Some(archive::tree_size(tree)));
     let advance = |n| progress.advance(task, n);
     let opts = archive::WriteOptions { level, cancel: cancel.flag(), progress: &advance };
-    let summary = archive::write_tar_gz(tree, dest, &opts)
+    let summary = archive::write_tar(tree, dest, codec, &opts)
         .map_err(|source| BackupError::Archive { component: kind, source })?;
     progress.end(
         task,
@@ -741,7 +753,10 @@ fn archive_component(
     Ok(Component {
         name: kind,
         file: dest.file_name().expect("a file name").to_string_lossy().into_owned(),
-        format: format::TAR_GZIP.into(),
+        format: match codec {
+            archive::Codec::Gzip => format::TAR_GZIP.into(),
+            archive::Codec::Zstd => format::TAR_ZSTD.into(),
+        },
         size: summary.digest.size,
         sha256: summary.digest.sha256,
         entries: Some(summary.entries),

@@ -135,3 +135,35 @@ fn the_schema_version_comes_back_even_when_deleted_since() {
     assert_eq!(now.info.version, "1.0.0");
     assert_eq!(now.sdl, "type Query { a: Int }");
 }
+
+#[test]
+fn zstd_archives_round_trip_and_verify_at_every_level() {
+    let env = Env::with(&Settings { backup: "compression = \"zstd\"", sections: "" });
+    round_trip(&env, &[]);
+    let set = env.set_dir("b1");
+    assert!(set.join("static.tar.zst").is_file() && set.join("media.tar.zst").is_file());
+    assert!(!set.join("static.tar.gz").exists());
+    let manifest: serde_json::Value =
+        serde_json::from_str(&fs_err::read_to_string(set.join("manifest.json")).unwrap()).unwrap();
+    let formats: Vec<&str> = manifest["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "static" || c["name"] == "media")
+        .map(|c| c["format"].as_str().unwrap())
+        .collect();
+    assert_eq!(formats, ["tar+zstd", "tar+zstd"], "{manifest}");
+    for level in ["checksums", "structure", "restore-test"] {
+        let out = env.rollback(&["verify", "b1", "--level", level]);
+        out.assert_success();
+    }
+    // A flipped bit in a zstd archive is found and refused like one in a gzip archive.
+    let path = set.join("media.tar.zst");
+    let mut bytes = fs_err::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x01;
+    fs_err::write(&path, bytes).unwrap();
+    let out = env.rollback(&["verify", "b1", "--level", "structure"]);
+    out.assert_code(3);
+    assert!(out.stdout.contains("media") || out.stderr.contains("media"), "{}", out.describe());
+}
