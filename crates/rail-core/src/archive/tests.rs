@@ -243,22 +243,26 @@ fn safe_foreign_archives_extract() {
     assert_eq!(fs_err::read_to_string(target.join("a/sym")).unwrap(), "hello");
 }
 
+/// `len` bytes of xorshift noise: incompressible, the same for the same seed.
+fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut state = seed;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
 #[test]
 fn damaged_archives_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("t");
     fs_err::create_dir_all(&tree).unwrap();
     // Incompressible content, so that a flipped bit lands in stored data the CRC has to catch.
-    let mut state = 0x1234_5678_u32;
-    let noise: Vec<u8> = (0..200_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    fs_err::write(tree.join("noise"), &noise).unwrap();
+    fs_err::write(tree.join("noise"), noise(200_000, 0x1234_5678)).unwrap();
     let archive = tmp.path().join("a.tar.gz");
     write_tar_gz(&tree, &archive, &write_opts()).unwrap();
     let bytes = fs_err::read(&archive).unwrap();
@@ -344,16 +348,7 @@ fn damaged_zstd_archives_are_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let tree = tmp.path().join("t");
     fs_err::create_dir_all(&tree).unwrap();
-    let mut state = 0x9e37_79b9_u32;
-    let noise: Vec<u8> = (0..300_000)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 17;
-            state ^= state << 5;
-            state as u8
-        })
-        .collect();
-    fs_err::write(tree.join("noise"), &noise).unwrap();
+    fs_err::write(tree.join("noise"), noise(300_000, 0x9e37_79b9)).unwrap();
     fs_err::write(tree.join("text"), "compressible ".repeat(20_000)).unwrap();
     let archive = tmp.path().join("a.tar.zst");
     write_tar(&tree, &archive, Codec::Zstd, &write_opts()).unwrap();
