@@ -30,16 +30,10 @@ pub(crate) async fn until_healthy(cfg: &Config, bypass: Option<&Bypass>) -> anyh
             return Ok(json!({"rounds": rounds, "summary": summary}));
         }
         if Instant::now() + cfg.deploy.health_check_interval.get() >= deadline {
-            let failing: Vec<String> = report
-                .checks
-                .iter()
-                .filter(|c| c.status == Status::Critical)
-                .map(|c| format!("{}: {}", c.name.as_str(), c.message))
-                .collect();
             bail!(
                 "not healthy within {} ({rounds} rounds): {}",
                 cfg.deploy.health_check_timeout,
-                failing.join("; ")
+                report.critical_summary()
             );
         }
         tokio::time::sleep(cfg.deploy.health_check_interval.get()).await;
@@ -52,13 +46,7 @@ pub(crate) async fn healthy_before(cfg: &Config) -> anyhow::Result<()> {
     let selection = health::parse_selection(&cfg.deploy.health_checks)?;
     let report = health::run_checks(cfg, &selection, &RunOptions::default()).await;
     if report.overall == Status::Critical {
-        let failing: Vec<String> = report
-            .checks
-            .iter()
-            .filter(|c| c.status == Status::Critical)
-            .map(|c| format!("{}: {}", c.name.as_str(), c.message))
-            .collect();
-        bail!("the app is not healthy before the deploy: {}", failing.join("; "));
+        bail!("the app is not healthy before the deploy: {}", report.critical_summary());
     }
     Ok(())
 }

@@ -79,16 +79,10 @@ pub(crate) async fn health_checks(cfg: &Config) -> anyhow::Result<()> {
             return Ok(());
         }
         if attempt >= procedures.health_check_retries {
-            let failing: Vec<String> = report
-                .checks
-                .iter()
-                .filter(|c| c.status == Status::Critical)
-                .map(|c| format!("{}: {}", c.name.as_str(), c.message))
-                .collect();
             bail!(
                 "health checks still critical after {} attempts: {}",
                 attempt + 1,
-                failing.join("; ")
+                report.critical_summary()
             );
         }
         attempt += 1;

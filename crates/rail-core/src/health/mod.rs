@@ -229,6 +229,16 @@ impl Report {
     pub fn get(&self, name: CheckName) -> Option<&CheckResult> {
         self.checks.iter().find(|c| c.name == name)
     }
+
+    /// The critical checks as `name: message`, joined by `; `: what a failure message quotes.
+    pub fn critical_summary(&self) -> String {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Critical)
+            .map(|c| format!("{}: {}", c.name.as_str(), c.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
 }
 
 impl Serialize for Report {
