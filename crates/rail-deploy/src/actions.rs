@@ -134,25 +134,12 @@ async fn estimate_backup(cfg: &Config, db: &DbTarget) -> anyhow::Result<u64> {
     let db_bytes: i64 = row.get(0);
     let mut total = u64::try_from(db_bytes).unwrap_or(0);
     if cfg.backup.include_static {
-        total += tree_size(&cfg.app.static_dir);
+        total += rail_core::archive::tree_size(&cfg.app.static_dir);
     }
     if cfg.backup.include_media {
-        total += tree_size(&cfg.app.media_dir);
+        total += rail_core::archive::tree_size(&cfg.app.media_dir);
     }
     Ok(total)
-}
-
-/// Total size of the regular files below `dir` (0 when it does not exist).
-pub(crate) fn tree_size(dir: &Path) -> u64 {
-    let Ok(entries) = fs_err::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|entry| match entry.file_type() {
-            Ok(t) if t.is_dir() => tree_size(&entry.path()),
-            Ok(t) if t.is_file() => entry.metadata().map_or(0, |m| m.len()),
-            _ => 0,
-        })
-        .sum()
 }
 
 /// Free bytes for an unprivileged writer on the filesystem holding `path`.
@@ -406,7 +393,7 @@ impl<'a> Real<'a> {
             return Ok(None);
         };
         // The copy needs room beside the live directory, on its file system.
-        let needed = tree_size(&paths.live);
+        let needed = rail_core::archive::tree_size(&paths.live);
         let free = free_space(&existing_ancestor(&paths.next))?;
         if free < needed {
             bail!(

@@ -7,12 +7,12 @@
 //! finishes the same way; the rollback restores the static files from the run's backup like any other
 //! component, so it needs neither name.
 
-use std::io;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use fs_err as fs;
+use rail_core::restore::resolve_live;
 
 pub(crate) const NEXT_INFIX: &str = ".rail-next-";
 pub(crate) const OLD_INFIX: &str = ".rail-old-";
@@ -31,7 +31,7 @@ impl Paths {
         if static_dir.as_os_str().is_empty() {
             return None;
         }
-        let live = resolve(static_dir);
+        let live = resolve_live(static_dir);
         let name = live.file_name()?.to_string_lossy().into_owned();
         Some(Self {
             next: live.with_file_name(format!("{name}{NEXT_INFIX}{run_id}")),
@@ -41,24 +41,13 @@ impl Paths {
     }
 }
 
-/// A configured directory that is a symbolic link stands for the directory it points to: that one is
-/// replaced, and the link stays.
-fn resolve(configured: &Path) -> PathBuf {
-    match fs::symlink_metadata(configured) {
-        Ok(meta) if meta.file_type().is_symlink() => {
-            fs::canonicalize(configured).unwrap_or_else(|_| configured.to_owned())
-        }
-        _ => configured.to_owned(),
-    }
-}
-
 fn exists(path: &Path) -> bool {
     fs::symlink_metadata(path).is_ok()
 }
 
-fn sync_parent(path: &Path) -> io::Result<()> {
+fn sync_parent(path: &Path) -> anyhow::Result<()> {
     let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    fs::File::open(parent)?.sync_all()
+    Ok(rail_core::store::sync_dir(parent)?)
 }
 
 /// Start the copy `next` over from the live directory: files keep their modes and modification times,
@@ -157,7 +146,7 @@ pub(crate) fn swap_in(paths: &Paths) -> anyhow::Result<Swap> {
 /// Remove every `next` and `old` sibling of the live static directory: this run's and those of runs
 /// that died. Called with the run lock held, when the run ends, so no other run owns one.
 pub(crate) fn cleanup(static_dir: &Path) {
-    let live = resolve(static_dir);
+    let live = resolve_live(static_dir);
     let (Some(parent), Some(name)) = (live.parent(), live.file_name()) else { return };
     let name = name.to_string_lossy();
     let prefixes = [format!("{name}{NEXT_INFIX}"), format!("{name}{OLD_INFIX}")];

@@ -52,7 +52,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> RestoreError + '_ {
 
 /// The live directory a configured path stands for: a symbolic link is followed, so the directory it
 /// points to is replaced and the link stays.
-fn resolve_live(configured: &Path) -> PathBuf {
+pub fn resolve_live(configured: &Path) -> PathBuf {
     match fs_err::symlink_metadata(configured) {
         Ok(meta) if meta.file_type().is_symlink() => {
             fs_err::canonicalize(configured).unwrap_or_else(|_| configured.to_owned())

@@ -39,7 +39,9 @@ use crate::journal::{Journal, StepOutcome};
 use crate::process::ProcessError;
 
 pub use db::{DB_FAILED_INFIX, DB_PRE_INFIX, DB_RESTORE_SUFFIX, DB_VERIFY_INFIX};
-pub use files::{DIR_EXTRACT_INFIX, DIR_FAILED_INFIX, DIR_PRE_INFIX, DIR_RESTORE_INFIX};
+pub use files::{
+    resolve_live, DIR_EXTRACT_INFIX, DIR_FAILED_INFIX, DIR_PRE_INFIX, DIR_RESTORE_INFIX,
+};
 
 /// Errors of restoring.
 #[derive(Debug, thiserror::Error)]
