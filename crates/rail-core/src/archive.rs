@@ -155,7 +155,7 @@ pub fn create_private_file(path: &Path) -> Result<fs_err::File, ArchiveError> {
     )
 }
 
-/// The compression of an archive. Reading needs no telling: [`check_tar_gz`] and [`extract_tar_gz`]
+/// The compression of an archive. Reading needs no telling: [`check_tar`] and [`extract_tar`]
 /// recognise either by its magic bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Codec {
@@ -242,7 +242,7 @@ pub struct WriteOptions<'a> {
     pub progress: &'a (dyn Fn(u64) + Sync),
 }
 
-/// What [`write_tar_gz`] wrote.
+/// What [`write_tar`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArchiveSummary {
     /// Size and SHA-256 of the archive file.
@@ -255,22 +255,14 @@ pub struct ArchiveSummary {
     pub skipped: Vec<String>,
 }
 
-/// Archive the tree under `source` into the new file `dest` (tar, gzip), fsynced, mode 0600.
+/// Archive the tree under `source` into the new file `dest` (tar, compressed with `codec`), fsynced,
+/// mode 0600.
 ///
 /// Entries are sorted by name, so the same tree gives the same archive. Regular files, directories and
 /// symbolic links pointing inside the tree are stored with their modes, owners and modification times;
 /// a symbolic link pointing outside the tree is stored as the regular file it points to (a restore must
 /// never create a link out of its target); sockets, FIFOs, devices and links to directories outside
 /// the tree or to nothing are skipped and reported.
-pub fn write_tar_gz(
-    tree: &Path,
-    dest: &Path,
-    opts: &WriteOptions<'_>,
-) -> Result<ArchiveSummary, ArchiveError> {
-    write_tar(tree, dest, Codec::Gzip, opts)
-}
-
-/// [`write_tar_gz`] with the compression `codec`.
 pub fn write_tar(
     tree: &Path,
     dest: &Path,
@@ -571,7 +563,7 @@ fn classify<R: Read>(entry: &tar::Entry<'_, R>, rel: &Path) -> Result<Kind, &'st
     }
 }
 
-/// What [`check_tar_gz`] found.
+/// What [`check_tar`] found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckSummary {
     /// Size and SHA-256 of the archive file, computed during the same read.
@@ -582,7 +574,7 @@ pub struct CheckSummary {
 
 /// Read every entry of the archive `path` (gzip or zstd) to its end, checking gzip CRCs or zstd checksums and that every entry would be
 /// extracted safely, and hash the file in the same pass.
-pub fn check_tar_gz(path: &Path) -> Result<CheckSummary, ArchiveError> {
+pub fn check_tar(path: &Path) -> Result<CheckSummary, ArchiveError> {
     let file = fs_err::File::open(path)
         .map_err(|source| ArchiveError::Read { path: path.to_owned(), source })?;
     let damaged = |source| ArchiveError::Damaged { archive: path.to_owned(), source };
@@ -631,7 +623,7 @@ pub struct ExtractOptions<'a> {
     pub progress: &'a (dyn Fn(u64) + Sync),
 }
 
-/// What [`extract_tar_gz`] wrote.
+/// What [`extract_tar`] wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExtractSummary {
     pub entries: u64,
@@ -642,7 +634,7 @@ pub struct ExtractSummary {
 /// entries, restoring modes (without set-user-id and set-group-id bits), modification times and, as
 /// root, owners; the file system is synced at the end. On error, `dest` is left for the caller to
 /// remove: it may hold part of the archive, and nothing outside it was touched.
-pub fn extract_tar_gz(
+pub fn extract_tar(
     archive: &Path,
     dest: &Path,
     opts: &ExtractOptions<'_>,

@@ -76,18 +76,18 @@ fn round_trip_keeps_paths_contents_modes_and_links() {
     sample_tree(&tree, &outside);
     let archive = tmp.path().join("static.tar.gz");
 
-    let summary = write_tar_gz(&tree, &archive, &write_opts()).unwrap();
+    let summary = write_tar(&tree, &archive, Codec::Gzip, &write_opts()).unwrap();
     assert_eq!(fs_err::metadata(&archive).unwrap().mode() & 0o777, 0o600);
     assert_eq!(summary.digest, hash_file(&archive).unwrap());
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
 
-    let checked = check_tar_gz(&archive).unwrap();
+    let checked = check_tar(&archive).unwrap();
     assert_eq!(checked.digest, summary.digest);
     assert_eq!(checked.entries, summary.entries);
     assert_eq!(checked.content_bytes, summary.content_bytes);
 
     let restored = tmp.path().join("restored");
-    let extracted = extract_tar_gz(&archive, &restored, &extract_opts()).unwrap();
+    let extracted = extract_tar(&archive, &restored, &extract_opts()).unwrap();
     assert_eq!(extracted.entries, summary.entries);
 
     let mut expected = snapshot(&tree);
@@ -114,11 +114,11 @@ fn the_same_tree_gives_the_same_archive() {
     fs_err::create_dir_all(&tree).unwrap();
     fs_err::create_dir_all(&outside).unwrap();
     sample_tree(&tree, &outside);
-    let a = write_tar_gz(&tree, &tmp.path().join("a.tar.gz"), &write_opts()).unwrap();
-    let b = write_tar_gz(&tree, &tmp.path().join("b.tar.gz"), &write_opts()).unwrap();
+    let a = write_tar(&tree, &tmp.path().join("a.tar.gz"), Codec::Gzip, &write_opts()).unwrap();
+    let b = write_tar(&tree, &tmp.path().join("b.tar.gz"), Codec::Gzip, &write_opts()).unwrap();
     assert_eq!(a.digest, b.digest);
     assert!(matches!(
-        write_tar_gz(&tree, &tmp.path().join("a.tar.gz"), &write_opts()),
+        write_tar(&tree, &tmp.path().join("a.tar.gz"), Codec::Gzip, &write_opts()),
         Err(ArchiveError::Exists { .. })
     ));
 }
@@ -129,7 +129,8 @@ fn cancelling_stops_the_writer() {
     fs_err::write(tmp.path().join("f"), "x").unwrap();
     let cancel = AtomicBool::new(true);
     let opts = WriteOptions { level: 6, cancel: &cancel, progress: &|_| {} };
-    let err = write_tar_gz(tmp.path(), &tmp.path().join("out.tar.gz"), &opts).unwrap_err();
+    let err =
+        write_tar(tmp.path(), &tmp.path().join("out.tar.gz"), Codec::Gzip, &opts).unwrap_err();
     assert!(matches!(err, ArchiveError::Cancelled { .. }), "{err}");
 }
 
@@ -188,12 +189,12 @@ fn hostile_archives_are_refused_without_writing_outside() {
         let target = tmp.path().join("work/target");
         fs_err::create_dir_all(target.parent().unwrap()).unwrap();
 
-        let checked = check_tar_gz(&archive);
+        let checked = check_tar(&archive);
         assert!(
             matches!(checked, Err(ArchiveError::Unsafe { .. })),
             "{label}: check gave {checked:?}"
         );
-        let err = extract_tar_gz(&archive, &target, &extract_opts()).unwrap_err();
+        let err = extract_tar(&archive, &target, &extract_opts()).unwrap_err();
         assert!(matches!(err, ArchiveError::Unsafe { .. }), "{label}: {err}");
         assert!(!err.to_string().is_empty());
         let mut outside: Vec<_> =
@@ -219,7 +220,7 @@ fn a_link_made_by_an_earlier_entry_cannot_be_written_through() {
         hostile(&[(b"l", Symlink, b".", b""), (b"l/x", Regular, b"", b"data")]),
     )
     .unwrap();
-    let err = extract_tar_gz(&archive, &tmp.path().join("t"), &extract_opts()).unwrap_err();
+    let err = extract_tar(&archive, &tmp.path().join("t"), &extract_opts()).unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
 }
 
@@ -238,7 +239,7 @@ fn safe_foreign_archives_extract() {
     )
     .unwrap();
     let target = tmp.path().join("t");
-    extract_tar_gz(&archive, &target, &extract_opts()).unwrap();
+    extract_tar(&archive, &target, &extract_opts()).unwrap();
     assert_eq!(fs_err::read_to_string(target.join("a/hard")).unwrap(), "hello");
     assert_eq!(fs_err::read_to_string(target.join("a/sym")).unwrap(), "hello");
 }
@@ -264,13 +265,13 @@ fn damaged_archives_are_reported() {
     // Incompressible content, so that a flipped bit lands in stored data the CRC has to catch.
     fs_err::write(tree.join("noise"), noise(200_000, 0x1234_5678)).unwrap();
     let archive = tmp.path().join("a.tar.gz");
-    write_tar_gz(&tree, &archive, &write_opts()).unwrap();
+    write_tar(&tree, &archive, Codec::Gzip, &write_opts()).unwrap();
     let bytes = fs_err::read(&archive).unwrap();
 
     let truncated = tmp.path().join("truncated.tar.gz");
     fs_err::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    assert!(matches!(check_tar_gz(&truncated), Err(ArchiveError::Damaged { .. })));
-    let err = extract_tar_gz(&truncated, &tmp.path().join("x1"), &extract_opts()).unwrap_err();
+    assert!(matches!(check_tar(&truncated), Err(ArchiveError::Damaged { .. })));
+    let err = extract_tar(&truncated, &tmp.path().join("x1"), &extract_opts()).unwrap_err();
     assert!(matches!(err, ArchiveError::Damaged { .. }), "{err}");
 
     let mut flipped = bytes.clone();
@@ -278,13 +279,13 @@ fn damaged_archives_are_reported() {
     flipped[middle] ^= 0x10;
     let flipped_path = tmp.path().join("flipped.tar.gz");
     fs_err::write(&flipped_path, &flipped).unwrap();
-    assert!(matches!(check_tar_gz(&flipped_path), Err(ArchiveError::Damaged { .. })));
+    assert!(matches!(check_tar(&flipped_path), Err(ArchiveError::Damaged { .. })));
 
     let mut tail = bytes.clone();
     tail.extend_from_slice(b"trailing garbage");
     let tail_path = tmp.path().join("tail.tar.gz");
     fs_err::write(&tail_path, &tail).unwrap();
-    assert!(matches!(check_tar_gz(&tail_path), Err(ArchiveError::Damaged { .. })));
+    assert!(matches!(check_tar(&tail_path), Err(ArchiveError::Damaged { .. })));
 }
 
 #[test]
@@ -326,19 +327,19 @@ fn zstd_archives_round_trip_and_are_recognised_by_their_first_bytes() {
     assert_eq!(summary.entries, gz_summary.entries);
     assert_eq!(summary.content_bytes, gz_summary.content_bytes);
 
-    let checked = check_tar_gz(&zst).unwrap();
+    let checked = check_tar(&zst).unwrap();
     assert_eq!(checked.digest, summary.digest);
     assert_eq!(checked.entries, summary.entries);
     let from_zst = tmp.path().join("from-zst");
     let from_gz = tmp.path().join("from-gz");
-    extract_tar_gz(&zst, &from_zst, &extract_opts()).unwrap();
-    extract_tar_gz(&gz, &from_gz, &extract_opts()).unwrap();
+    extract_tar(&zst, &from_zst, &extract_opts()).unwrap();
+    extract_tar(&gz, &from_gz, &extract_opts()).unwrap();
     assert_eq!(snapshot(&from_zst), snapshot(&from_gz), "both codecs restore the same tree");
 
     // Neither gzip nor zstd: damage, named.
     let other = tmp.path().join("other.tar.zst");
     fs_err::write(&other, b"PK\x03\x04 not an archive of ours").unwrap();
-    let err = check_tar_gz(&other).unwrap_err();
+    let err = check_tar(&other).unwrap_err();
     assert!(matches!(err, ArchiveError::Damaged { .. }), "{err}");
     assert!(err.to_string().contains("other.tar.zst"), "{err}");
 }
@@ -357,9 +358,9 @@ fn damaged_zstd_archives_are_reported() {
     let damaged = |name: &str, content: &[u8]| {
         let path = tmp.path().join(name);
         fs_err::write(&path, content).unwrap();
-        let checked = check_tar_gz(&path);
+        let checked = check_tar(&path);
         assert!(matches!(checked, Err(ArchiveError::Damaged { .. })), "{name}: {checked:?}");
-        let err = extract_tar_gz(&path, &tmp.path().join(format!("{name}.out")), &extract_opts())
+        let err = extract_tar(&path, &tmp.path().join(format!("{name}.out")), &extract_opts())
             .unwrap_err();
         assert!(matches!(err, ArchiveError::Damaged { .. }), "{name}: {err}");
     };

@@ -216,7 +216,7 @@ fn check_file(component: &Component, path: &Path, structure: bool) -> Check {
         );
     }
     if structure && (component.format == format::TAR_GZIP || component.format == format::TAR_ZSTD) {
-        return match archive::check_tar_gz(path) {
+        return match archive::check_tar(path) {
             Err(error) => Check::fail(name, error_chain(&error)),
             Ok(summary) if summary.digest.sha256 != component.sha256 => {
                 Check::fail(name, format!("{}: checksum mismatch", component.file))

@@ -91,7 +91,7 @@ pub(super) fn stage(
     let cancel = AtomicBool::new(false);
     let advance = |n| progress.advance(task, n);
     let opts = ExtractOptions { preserve_owner: true, cancel: &cancel, progress: &advance };
-    let summary = match archive::extract_tar_gz(archive, &extract, &opts) {
+    let summary = match archive::extract_tar(archive, &extract, &opts) {
         Ok(summary) => summary,
         Err(source) => {
             if fs_err::symlink_metadata(&extract).is_ok() {
@@ -255,9 +255,10 @@ mod tests {
         fs_err::write(live.join("a.css"), "new").unwrap();
         let archive_path = tmp.path().join("static.tar.gz");
         let cancel = AtomicBool::new(false);
-        archive::write_tar_gz(
+        archive::write_tar(
             &live,
             &archive_path,
+            archive::Codec::Gzip,
             &archive::WriteOptions { level: 6, cancel: &cancel, progress: &|_| {} },
         )
         .unwrap();
