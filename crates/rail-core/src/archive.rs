@@ -572,8 +572,8 @@ pub struct CheckSummary {
     pub content_bytes: u64,
 }
 
-/// Read every entry of the archive `path` (gzip or zstd) to its end, checking gzip CRCs or zstd checksums and that every entry would be
-/// extracted safely, and hash the file in the same pass.
+/// Read every entry of the archive `path` (gzip or zstd) to its end, checking gzip CRCs or zstd
+/// checksums and that every entry would be extracted safely, and hash the file in the same pass.
 pub fn check_tar(path: &Path) -> Result<CheckSummary, ArchiveError> {
     let file = fs_err::File::open(path)
         .map_err(|source| ArchiveError::Read { path: path.to_owned(), source })?;
