@@ -17,8 +17,7 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
         build.args(["-p", &format!("rail-{bin}")]);
     }
     util::run(build.current_dir(root)).context("building the binaries")?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), Into::into);
+    let target = util::target_dir(root);
     let dir = root.join("docs").join("man");
     let mut pages = 0;
     for bin in BINARIES {

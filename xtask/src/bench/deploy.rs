@@ -146,8 +146,7 @@ fn prepare(root: &Path) -> Result<Bench> {
             .args(["build", "--release", "-p", "rail-deploy", "-p", "rail-rollback"])
             .current_dir(root),
     )?;
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+    let target = util::target_dir(root);
     let bin_dir = target.join("release");
     for bin in ["deploy", "rollback"] {
         if !bin_dir.join(bin).is_file() {
@@ -220,9 +219,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .env("RAIL_DEPLOY__MIGRATE_WHEN_NONE_PENDING", "true");
     let mut sides = vec![
         Side::one("deploy --version v1", bench.deploy("v1")),
-        Side::one("baseline.sh (pg_dump, tar, migrate, collectstatic, restart, curl)", {
-            bench.baseline("v1")
-        }),
+        Side::one(
+            "baseline.sh (pg_dump, tar, migrate, collectstatic, restart, curl)",
+            bench.baseline("v1"),
+        ),
         Side::one("deploy, static_strategy in-place, migrate_when_none_pending", old_order),
     ];
     let medians = measure(&mut sides, &opts)?;

@@ -50,8 +50,7 @@ impl Bench {
                 .args(["build", "--release", "-p", "rail-healthcheck"])
                 .current_dir(root),
         )?;
-        let target =
-            std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from);
+        let target = util::target_dir(root);
         let binary = target.join("release").join("healthcheck");
         if !binary.is_file() {
             bail!("{} was not built", binary.display());
