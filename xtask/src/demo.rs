@@ -144,7 +144,7 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
     for step in &steps {
         util::stdout_line("");
         util::stdout_line(&format!("== {}", step.title));
-        let bin = root.join("target").join("debug").join(step.bin);
+        let bin = util::target_dir(root).join("debug").join(step.bin);
         let mut cmd = util::command(&bin);
         cmd.args(&step.args).current_dir(root);
         apply_env(&mut cmd, &env, &layout);

@@ -34,7 +34,7 @@ pub(crate) fn compare(root: &Path, opts: &Options) -> Result<()> {
             .args(["build", "-q", "--release", "-p", "rail-schemaver"])
             .current_dir(root),
     )?;
-    let schemaver = root.join("target").join("release").join("schemaver");
+    let schemaver = util::target_dir(root).join("release").join("schemaver");
     let inspector = install_inspector(root)?;
 
     let mut ours = util::command(&schemaver);
