@@ -297,20 +297,12 @@ impl<'a> Real<'a> {
         };
         let (checks, pending, staged, tests) =
             tokio::join!(self.system_checks(), pending, self.stage_static(&dj), tests);
-        let outcome = (|| {
-            let (estimated, free) = checks?;
-            let pending = pending?;
-            tests?;
-            let staged = staged?;
-            anyhow::Ok((estimated, free, pending, staged))
-        })();
-        let (estimated, free, pending, staged) = match outcome {
-            Ok(found) => found,
-            Err(err) => {
-                crate::statics::cleanup(&cfg.app.static_dir);
-                return Err(err);
-            }
-        };
+        // The first failure in pipeline order is the one reported. A staged copy left by a failure is
+        // removed when the run ends, like every run's.
+        let (estimated, free) = checks?;
+        let pending = pending?;
+        tests?;
+        let staged = staged?;
         let staged_summary = match &staged {
             Some(s) => format!(", static files collected into {}", s.next.display()),
             None => String::new(),

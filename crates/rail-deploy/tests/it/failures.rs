@@ -14,6 +14,19 @@ fn assert_untouched(w: &World, before: &str, out: &Output) {
     assert_eq!(w.graphql_status(), Some(200), "the site is open");
     assert!(!w.app.maintenance_file().exists(), "no maintenance flag file");
     assert_eq!(w.maintenance_key(), None, "no maintenance key");
+    let root = w.static_root();
+    let leftovers: Vec<String> =
+        fs_err::read_dir(root.parent().expect("the static root has a parent"))
+            .expect("listing the static root's parent")
+            .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+            .filter(|n| n.contains(".rail-next-") || n.contains(".rail-old-"))
+            .collect();
+    assert_eq!(
+        leftovers,
+        Vec::<String>::new(),
+        "no staged static copy is left\n{}",
+        out.describe()
+    );
     // Last, so that a leak does not hide the other findings.
     w.assert_no_secret(&all_output(out), "deploy's output");
 }
