@@ -356,6 +356,17 @@ impl<'a> Real<'a> {
         let free = free_space(backup_dir)?;
         let floor = cfg.backup.min_free_space.bytes();
         if !self.params.no_backup {
+            // The backup this deploy takes must be one its own rollback will accept: signed, and
+            // restorable by a role that is not a superuser.
+            rail_core::backup::keyring(cfg)?.signing().context("backup key")?;
+            if let Err(reason) = rail_core::backup::contents::check_restore_role(
+                &client,
+                cfg.rollback.strategy == rail_core::config::RestoreStrategy::Swap,
+            )
+            .await
+            {
+                bail!("a rollback of this deploy would be refused: {reason}");
+            }
             estimated = estimate_backup(cfg, &db).await?;
             if free < estimated + floor {
                 bail!(

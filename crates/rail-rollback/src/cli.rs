@@ -48,6 +48,9 @@ pub enum Command {
         /// How deep to verify
         #[arg(long, value_enum, default_value_t)]
         level: VerifyLevel,
+        /// Trust plain-SQL dumps of the older tools, which carry no authentication
+        #[arg(long)]
+        allow_legacy: bool,
     },
     /// Take a backup set now
     Backup {
@@ -66,6 +69,18 @@ pub enum Command {
         /// Show what would be removed and remove nothing
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Create a backup key: the key that authenticates every set rail writes (printed: its id only)
+    ///
+    /// Keep the key off the backup disk and somewhere you will still have it after losing this host:
+    /// without it, sets can only be restored with --emergency.
+    Keygen {
+        /// File to create, mode 0600 (default: backup.key_file)
+        #[arg(long, short = 'o', value_name = "PATH")]
+        output: Option<std::path::PathBuf>,
+        /// Replace an existing key file (sets signed with it then need it in backup.previous_key_files)
+        #[arg(long)]
+        force: bool,
     },
     /// Show finished deploys and rollbacks from the audit log
     History {
@@ -105,9 +120,14 @@ pub struct RollbackArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 
-    /// Skip the safety checks: restore a set that fails verification or is older than max_rollback_age_days
+    /// Skip the safety checks: restore a set that fails verification or authentication, is older than
+    /// max_rollback_age_days, or restore as a superuser. Loudly
     #[arg(long)]
     pub emergency: bool,
+
+    /// Restore a plain-SQL dump of the older tools, which carries no authentication
+    #[arg(long)]
+    pub allow_legacy: bool,
 
     /// How to restore the database
     #[arg(long, value_enum)]

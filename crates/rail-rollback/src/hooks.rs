@@ -31,6 +31,17 @@ pub(crate) async fn stop_services(cfg: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Check, before anything stops, that the service backend can run `version`.
+pub(crate) fn check_app_version(cfg: &Config, version: &str) -> anyhow::Result<()> {
+    let controller = service::controller(cfg)?;
+    controller.check_version(version).map_err(|error| {
+        crate::Exit::refused(format!(
+            "the set's app version cannot be started: {}; nothing was changed (--components without app restores the rest)",
+            rail_core::backup::error_chain(&error)
+        ))
+    })
+}
+
 /// Start the app's services on `app_version` (the current one when `None`) and wait until they are up,
 /// at most `rollback_procedures.service_start_timeout`.
 pub(crate) async fn start_services(cfg: &Config, app_version: Option<&str>) -> anyhow::Result<()> {

@@ -87,7 +87,13 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
                 return ExitCode::from(exit::FAILED);
             }
         };
-    let ctx = Ctx { cli, cfg: loaded.config };
+    let mut cfg = loaded.config;
+    match &cli.command {
+        Command::Rollback(args) => cfg.rollback.allow_legacy |= args.allow_legacy,
+        Command::Verify { allow_legacy, .. } => cfg.rollback.allow_legacy |= allow_legacy,
+        _ => {}
+    }
+    let ctx = Ctx { cli, cfg };
     let result = runtime.block_on(async {
         tokio::select! {
             result = dispatch(&ctx) => result,
@@ -112,14 +118,45 @@ async fn dispatch(ctx: &Ctx) -> anyhow::Result<u8> {
     match &ctx.cli.command {
         Command::List { detailed, recent } => list::run(ctx, *detailed, *recent),
         Command::Rollback(args) => restore::run(ctx, args).await,
-        Command::Verify { name, level } => verify::run(ctx, name.as_deref(), (*level).into()).await,
+        Command::Verify { name, level, .. } => {
+            verify::run(ctx, name.as_deref(), (*level).into()).await
+        }
         Command::Backup { name, app_version, lock_wait } => {
             backup::run(ctx, name.as_deref(), app_version.as_deref(), *lock_wait).await
         }
         Command::Prune { dry_run } => prune::run(ctx, *dry_run).await,
         Command::History { limit } => history::run(ctx, *limit),
+        Command::Keygen { output, force } => keygen(ctx, output.as_deref(), *force),
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::SUCCESS),
     }
+}
+
+/// `rollback keygen`: a new key file; only its id is shown.
+fn keygen(ctx: &Ctx, output: Option<&std::path::Path>, force: bool) -> anyhow::Result<u8> {
+    let path = match output {
+        Some(path) => path.to_owned(),
+        None if !ctx.cfg.backup.key_file.as_os_str().is_empty() => ctx.cfg.backup.key_file.clone(),
+        None => {
+            return Err(Exit::with_code(
+                exit::USAGE,
+                "say where the key goes: --output PATH (or set backup.key_file)",
+            ))
+        }
+    };
+    let id = rail_core::backup::auth::generate_key_file(&path, force)
+        .map_err(|e| Exit::with_code(exit::USAGE, rail_core::backup::error_chain(&e)))?;
+    if ctx.cli.format == rail_core::cli::OutputFormat::Json {
+        output::stdout_line(&output::render_json(
+            &serde_json::json!({ "path": path, "key_id": id }),
+        )?)?;
+    } else {
+        output::stdout_line(&format!(
+            "backup key {id} written to {} (mode 0600)\nset backup.key_file = \"{}\" (or RAIL_BACKUP_KEY to its content) and keep a copy off this host: without it, sets can only be restored with --emergency",
+            path.display(),
+            path.display()
+        ))?;
+    }
+    Ok(exit::SUCCESS)
 }
 
 /// Wait for SIGINT or SIGTERM. Returning drops the running command, which stops the programs it started
@@ -149,6 +186,18 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             return exit::REFUSED;
         }
         if cause.downcast_ref::<ConfigError>().is_some() {
+            return exit::USAGE;
+        }
+        if let Some(
+            rail_core::restore::RestoreError::Privileged { .. }
+            | rail_core::restore::RestoreError::HostileDump { .. },
+        ) = cause.downcast_ref::<rail_core::restore::RestoreError>()
+        {
+            return exit::REFUSED;
+        }
+        if let Some(rail_core::backup::BackupError::Key(_)) =
+            cause.downcast_ref::<rail_core::backup::BackupError>()
+        {
             return exit::USAGE;
         }
         if let Some(

@@ -151,12 +151,30 @@ async fn restore_run(
             };
             return Err(Exit::refused(format!("backup `{name}`: {source}{hint}")));
         }
+        Err(BackupError::Unauthenticated { name, source }) => {
+            return Err(Exit::refused(format!(
+                "backup `{name}` cannot be trusted: {source}; rail restores only sets it can authenticate (--emergency restores it anyway, running whatever it holds)"
+            )));
+        }
+        Err(error @ (BackupError::Legacy { .. } | BackupError::Key(_))) => {
+            return Err(Exit::refused(backup::error_chain(&error)));
+        }
         Err(error) => return Err(error.into()),
     };
-    if args.emergency && set.manifest().is_some() && backup::open(cfg, &name, false).is_err() {
-        output::stderr_line(&format!(
-            "warning: the manifest of `{name}` was edited; restoring it anyway (--emergency)"
-        ));
+    if args.emergency {
+        if let Err(error) = backup::open(cfg, &name, false) {
+            output::stderr_line(&format!(
+                "WARNING: {}; restoring it anyway because of --emergency",
+                backup::error_chain(&error)
+            ));
+        }
+    }
+    // Everything the manifest asks for is checked before the first change: an app version the
+    // service backend does not have would otherwise be found only after the services were stopped.
+    if components.app {
+        if let Some(version) = set.manifest().and_then(|m| m.app_version.as_deref()) {
+            hooks::check_app_version(cfg, version)?;
+        }
     }
     state.app_version = set.manifest().and_then(|m| m.app_version.clone());
     state.schema_version = set.manifest().and_then(|m| m.schema_version.clone());
@@ -234,6 +252,7 @@ async fn restore_run(
         components,
         jobs: cfg.backup.jobs.max(1),
         progress: Arc::clone(&progress),
+        emergency: args.emergency,
     };
 
     // In place keeps no copy of the database by itself: take one first when asked to.

@@ -21,7 +21,13 @@ pub(crate) async fn run(ctx: &Ctx, name: Option<&str>, level: VerifyLevel) -> an
         None => backup::list(cfg)?
             .into_iter()
             .find(|e| {
-                matches!(e.status, SetStatus::Complete | SetStatus::Damaged | SetStatus::Legacy)
+                matches!(
+                    e.status,
+                    SetStatus::Complete
+                        | SetStatus::Damaged
+                        | SetStatus::Legacy
+                        | SetStatus::Unauthenticated
+                )
             })
             .map(|e| e.name)
             .ok_or_else(|| {

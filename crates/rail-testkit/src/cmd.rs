@@ -126,6 +126,13 @@ impl Cmd {
                 command.env(key, value);
             }
         }
+        // The stack's backup key, as an operator's environment would hold it, unless the test says
+        // otherwise (set `RAIL_BACKUP_KEY_FILE` to "" for a run without one).
+        if !self.envs.iter().any(|(k, _)| k == "RAIL_BACKUP_KEY_FILE" || k == "RAIL_BACKUP_KEY") {
+            if let Some(key) = crate::Stack::try_get().and_then(|s| s.var("RAIL_BACKUP_KEY_FILE")) {
+                command.env("RAIL_BACKUP_KEY_FILE", key);
+            }
+        }
         command.envs(self.envs.iter().map(|(k, v)| (k, v)));
         if let Some(dir) = &self.dir {
             command.current_dir(dir);

@@ -92,6 +92,15 @@ impl TestDb {
         self.query(sql);
     }
 
+    /// Runs `sql` on this database as the cluster's superuser (what the app's role may not do).
+    pub fn admin_execute(&self, sql: &str) {
+        query(&Stack::get().admin_url_for(&self.name), sql).unwrap_or_else(|err| {
+            let detail =
+                err.as_db_error().map_or_else(|| err.to_string(), |e| e.message().to_owned());
+            panic!("admin query on {} failed: {detail}\n{sql}", self.name)
+        });
+    }
+
     /// The first column of the first row, if any.
     pub fn query_one(&self, sql: &str) -> Option<String> {
         self.query(sql).into_iter().next().and_then(|row| row.into_iter().next().flatten())

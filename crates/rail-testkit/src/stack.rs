@@ -31,13 +31,31 @@ impl Stack {
     ///
     /// Panics with "run `cargo xtask stack up` first" when the stack was never brought up.
     pub fn get() -> &'static Stack {
-        static STACK: OnceLock<Stack> = OnceLock::new();
+        Self::loaded()
+            .as_ref()
+            .unwrap_or_else(|why| panic!("{why}: run `cargo xtask stack up` first"))
+    }
+
+    /// The stack when it was brought up, else `None` (for defaults that need not have one).
+    pub fn try_get() -> Option<&'static Stack> {
+        Self::loaded().as_ref().ok()
+    }
+
+    fn loaded() -> &'static Result<Stack, String> {
+        static STACK: OnceLock<Result<Stack, String>> = OnceLock::new();
         STACK.get_or_init(|| {
             let dir = std::env::var_os("RAIL_STACK_DIR")
                 .map_or_else(|| workspace_root().join("target").join("stack"), PathBuf::from);
             Stack::load(&dir)
-                .unwrap_or_else(|why| panic!("{why}: run `cargo xtask stack up` first"))
         })
+    }
+
+    /// A URL of the cluster's superuser `postgres` for database `name`, through the stack's Unix socket
+    /// (trusted locally): for tests that set up what the app's role may not (event triggers, roles).
+    pub fn admin_url_for(&self, name: &str) -> String {
+        let socket = self.var("PGHOST").unwrap_or("/tmp");
+        let port = self.var("PGPORT").unwrap_or("5432");
+        format!("host={socket} port={port} user=postgres dbname={name}")
     }
 
     fn load(dir: &Path) -> Result<Stack, String> {

@@ -40,6 +40,8 @@ pub(crate) struct Layout {
     pub(crate) gunicorn_pid: PathBuf,
     pub(crate) app_log: PathBuf,
     pub(crate) backups: PathBuf,
+    /// The key that authenticates the stack's backup sets (as `rollback keygen` writes it).
+    pub(crate) backup_key: PathBuf,
     pub(crate) maintenance_flag: PathBuf,
     pub(crate) release_cache: PathBuf,
     pub(crate) scratch: PathBuf,
@@ -69,6 +71,7 @@ impl Layout {
             app_log: app.join("log"),
             app,
             backups: stack.join("backups"),
+            backup_key: stack.join("backup.key"),
             maintenance_flag: stack.join("maintenance").join("flag.json"),
             release_cache: stack.join("release-cache"),
             scratch: stack.join("scratch"),
@@ -223,6 +226,7 @@ fn stack_env(layout: &Layout, tools: &Tools, settings: &Settings) -> EnvFile {
     env.set("RAIL_MAINTENANCE_FILE", path(&layout.maintenance_flag));
     env.set("RAIL_MAINTENANCE_KEY", "rail:maintenance");
     env.set("RAIL_BACKUP_DIR", path(&layout.backups));
+    env.set("RAIL_BACKUP_KEY_FILE", path(&layout.backup_key));
     env.set("RAIL_RELEASE_CACHE", path(&layout.release_cache));
     env.set("RAIL_SCRATCH_DIR", path(&layout.scratch));
     env.set("DEMO_APP_DIR", path(&layout.demo_app));
@@ -238,6 +242,7 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
         fs::create_dir_all(dir)?;
     }
     fs::create_dir_all(layout.maintenance_flag.parent().expect("flag has a parent"))?;
+    ensure_backup_key(&layout.backup_key)?;
     let previous = EnvFile::load(&layout.env_file)?.unwrap_or_default();
     let settings = Settings::choose(layout, &previous)?;
     let env = stack_env(layout, &tools, &settings);
@@ -248,6 +253,21 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
     redis::up(layout, &tools, settings.redis_port)?;
     app::up(layout, &tools, &env)?;
     Ok(env)
+}
+
+/// The stack's backup key, kept across `up`s: a new one would leave every existing set unauthenticated.
+fn ensure_backup_key(path: &Path) -> Result<()> {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
+    use std::io::Write as _;
+    if path.exists() {
+        return Ok(());
+    }
+    let text = format!("rail-backup-key-v1:{}\n", util::random_hex(32)?);
+    let mut file = fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    util::stdout_line(&format!("backup key: created {}", path.display()));
+    Ok(())
 }
 
 /// Stops, by PID, everything `up` and the testkit started under `target/stack/`.

@@ -133,7 +133,9 @@ pub(super) fn up(layout: &Layout, tools: &Tools, port: u16, password: &str) -> R
             postmaster(&layout.pg_data).context("postgres started but wrote no postmaster.pid")?;
         util::stdout_line(&format!("postgres: started (pid {pid}, 127.0.0.1:{port})"));
     }
-    // The role's password is (re)set on every `up`, so the env file is always the truth.
+    // The role's password is (re)set on every `up`, so the env file is always the truth. The app's role
+    // is what a production app should have: no superuser, CREATEDB for rail's swap restore, and
+    // CREATE in the `postgres` database's public schema, where the run lock records its holder.
     psql(
         layout,
         tools,
@@ -141,7 +143,8 @@ pub(super) fn up(layout: &Layout, tools: &Tools, port: u16, password: &str) -> R
         "postgres",
         &format!(
             "DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'rail') THEN CREATE ROLE rail; END IF; END$$;
-             ALTER ROLE rail WITH LOGIN SUPERUSER PASSWORD '{password}';"
+             ALTER ROLE rail WITH LOGIN NOSUPERUSER CREATEDB PASSWORD '{password}';
+             GRANT CREATE ON SCHEMA public TO rail;"
         ),
     )?;
     prune_test_databases(layout, tools, port)?;

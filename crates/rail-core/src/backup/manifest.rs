@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::auth::{KeyError, Keyring, ManifestAuth};
 use super::pg::TableCount;
 use crate::archive::create_private_file;
 
@@ -47,6 +48,16 @@ pub enum ManifestError {
     WrongName { expected: String, found: String },
     #[error("the manifest lists an unsafe file name `{file}`")]
     UnsafeFile { file: String },
+}
+
+/// Errors of writing a signed manifest.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestWriteError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot write the manifest")]
+    Io(#[from] std::io::Error),
 }
 
 /// A component of a set.
@@ -149,9 +160,12 @@ pub struct Manifest {
     pub components: Vec<Component>,
     /// How long taking the set took.
     pub duration_ms: u64,
-    /// The seal: see the module documentation. Empty until [`Manifest::write`].
+    /// The seal: see the module documentation. Empty until the manifest is written.
     #[serde(default)]
     pub manifest_sha256: String,
+    /// The keyed authentication of the seal (see [`super::auth`]); absent in sets of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ManifestAuth>,
 }
 
 impl Manifest {
@@ -164,11 +178,34 @@ impl Manifest {
         self.components.iter().map(|c| c.size).sum()
     }
 
-    /// Seal and write the manifest as `<dir>/manifest.json` (0600, fsynced). Returns the sealed manifest.
-    pub fn write(mut self, dir: &Path) -> Result<Self, std::io::Error> {
-        self.manifest_sha256 = String::new();
-        let value = serde_json::to_value(&self).expect("manifests always serialize");
-        self.manifest_sha256 = seal(&value);
+    /// The seal of this manifest's content: the SHA-256 of its canonical JSON without the seal and the
+    /// authentication.
+    pub fn compute_seal(&self) -> String {
+        let mut value = serde_json::to_value(self).expect("manifests always serialize");
+        if let Some(map) = value.as_object_mut() {
+            map.remove("auth");
+            map.insert("manifest_sha256".into(), Value::String(String::new()));
+        }
+        seal(&value)
+    }
+
+    /// Seal, sign with the keyring's signing key, and write the manifest as `<dir>/manifest.json`
+    /// (0600, fsynced). Returns the written manifest.
+    pub fn write_signed(mut self, dir: &Path, keys: &Keyring) -> Result<Self, ManifestWriteError> {
+        self.manifest_sha256 = self.compute_seal();
+        self.auth = Some(keys.sign(&self.manifest_sha256)?);
+        Ok(self.write_file(dir)?)
+    }
+
+    /// Seal and write the manifest without authentication, as rail 0.1 did (and as anyone who can
+    /// write the backup directory can): such a set is refused by restores. For tests and tools.
+    pub fn write_unsigned(mut self, dir: &Path) -> Result<Self, std::io::Error> {
+        self.auth = None;
+        self.manifest_sha256 = self.compute_seal();
+        self.write_file(dir)
+    }
+
+    fn write_file(self, dir: &Path) -> Result<Self, std::io::Error> {
         let mut bytes = serde_json::to_vec_pretty(&self).expect("manifests always serialize");
         bytes.push(b'\n');
         let path = dir.join(MANIFEST_FILE);
@@ -208,6 +245,7 @@ impl Manifest {
         if check_seal {
             let mut unsealed = value.clone();
             if let Some(map) = unsealed.as_object_mut() {
+                map.remove("auth");
                 map.insert("manifest_sha256".into(), Value::String(String::new()));
             }
             if seal(&unsealed) != stored {
@@ -312,13 +350,14 @@ mod tests {
             }],
             duration_ms: 5,
             manifest_sha256: String::new(),
+            auth: None,
         }
     }
 
     #[test]
     fn sealed_manifests_read_back_and_edits_are_caught() {
         let tmp = tempfile::tempdir().unwrap();
-        let written = sample().write(tmp.path()).unwrap();
+        let written = sample().write_unsigned(tmp.path()).unwrap();
         assert_eq!(written.manifest_sha256.len(), 64);
         let read = Manifest::read(tmp.path(), "backup_20260101_000000", true).unwrap();
         assert_eq!(read, written);
@@ -357,10 +396,45 @@ mod tests {
         let mut m = sample();
         m.components[0].file = "../../etc/passwd".into();
         let tmp = tempfile::tempdir().unwrap();
-        m.write(tmp.path()).unwrap();
+        m.write_unsigned(tmp.path()).unwrap();
         assert!(matches!(
             Manifest::read(tmp.path(), "backup_20260101_000000", true),
             Err(ManifestError::UnsafeFile { .. })
         ));
+    }
+
+    #[test]
+    fn signed_manifests_verify_and_every_forgery_is_named() {
+        use crate::backup::auth::{AuthError, BackupKey, Keyring};
+        let key = |byte: u8| {
+            let text = format!("rail-backup-key-v1:{}", hex::encode([byte; 32]));
+            Keyring::single(BackupKey::parse(&text, "test").unwrap())
+        };
+        let (keys, other) = (key(1), key(2));
+        let tmp = tempfile::tempdir().unwrap();
+        let name = "backup_20260101_000000";
+        let written = sample().write_signed(tmp.path(), &keys).unwrap();
+        let read = Manifest::read(tmp.path(), name, true).unwrap();
+        assert_eq!(read, written);
+        keys.verify(&read).unwrap();
+        assert!(matches!(other.verify(&read), Err(AuthError::UnknownKey { .. })));
+
+        // Edited and resealed without the key: the seal passes, the MAC does not.
+        let mut edited = read.clone();
+        edited.app_version = Some("evil".into());
+        edited.manifest_sha256 = edited.compute_seal();
+        assert_eq!(keys.verify(&edited), Err(AuthError::BadMac));
+        let mut unsigned = read.clone();
+        unsigned.auth = None;
+        assert_eq!(keys.verify(&unsigned), Err(AuthError::Unsigned));
+        assert_eq!(Keyring::default().verify(&read), Err(AuthError::NoKey));
+
+        // A future date is refused even when signed.
+        let mut future = sample();
+        future.created_at = "2099-01-01T00:00:00Z".parse().unwrap();
+        let dir = tmp.path().join("future");
+        fs_err::create_dir(&dir).unwrap();
+        let future = future.write_signed(&dir, &keys).unwrap();
+        assert!(matches!(keys.verify(&future), Err(AuthError::Future { .. })));
     }
 }

@@ -11,6 +11,8 @@
 //! (see [`crate::store`]): a run killed at any point leaves at most a partial set, which is never
 //! offered for restore and which [`prune`] removes.
 
+pub mod auth;
+pub mod contents;
 mod manifest;
 pub mod pg;
 mod prune;
@@ -26,9 +28,10 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Notify;
 
+pub use auth::{AuthError, KeyError, Keyring};
 pub use manifest::{
     format, Component, ComponentKind, DatabaseInfo, FileEntry, Manifest, ManifestError,
-    FORMAT_VERSION, MANIFEST_FILE,
+    ManifestWriteError, FORMAT_VERSION, MANIFEST_FILE,
 };
 pub use pg::{PgTools, TableCount};
 pub use prune::{prune, PruneItem, PruneKind, PrunePlan};
@@ -121,6 +124,18 @@ pub enum BackupError {
         #[source]
         source: ManifestError,
     },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("backup `{name}` cannot be trusted")]
+    Unauthenticated {
+        name: String,
+        #[source]
+        source: AuthError,
+    },
+    #[error(
+        "backup `{name}` is a plain-SQL dump of the older tools, which carries no authentication; restore it only with --allow-legacy (or rollback.allow_legacy = true) if you know where it came from"
+    )]
+    Legacy { name: String },
     #[error("backup `{name}` is incomplete (it has no manifest): it was cut short and cannot be restored")]
     Incomplete { name: String },
     #[error("there is no complete backup set in {dir}")]
@@ -251,6 +266,9 @@ pub enum SetStatus {
     Damaged,
     /// A `db_backup_*.sql` plain-SQL dump of the older deploy script.
     Legacy,
+    /// A sealed manifest whose authentication is missing or wrong (or no key is configured): never
+    /// restored, counted or pruned without `--emergency`; rail may not have written it.
+    Unauthenticated,
 }
 
 impl SetStatus {
@@ -260,6 +278,7 @@ impl SetStatus {
             Self::Incomplete => "incomplete",
             Self::Damaged => "damaged",
             Self::Legacy => "legacy",
+            Self::Unauthenticated => "unauthenticated",
         }
     }
 }
@@ -274,8 +293,11 @@ pub struct BackupEntry {
     /// Bytes on disk.
     pub size: u64,
     pub manifest: Option<Manifest>,
-    /// Why a set is incomplete or damaged.
+    /// Why a set is incomplete, damaged or unauthenticated.
     pub problem: Option<String>,
+    /// The id of the key that authenticated the set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
     /// The store entry behind it.
     #[serde(skip)]
     pub entry: StoreEntry,
@@ -329,19 +351,29 @@ pub fn database_target(cfg: &Config) -> Result<DbTarget, BackupError> {
     DbTarget::parse(&url).map_err(|source| BackupError::BadUrl { source })
 }
 
-/// Every set, partial set and legacy dump of the configured store, newest first.
-pub fn list(cfg: &Config) -> Result<Vec<BackupEntry>, BackupError> {
-    list_store(&store(cfg))
+/// The keys of `cfg`; a key that cannot be read is an error, no key at all is an empty keyring.
+pub fn keyring(cfg: &Config) -> Result<Keyring, BackupError> {
+    Ok(Keyring::from_config(&cfg.backup)?)
 }
 
-/// Every entry of `store`, newest first.
-pub fn list_store(store: &dyn BackupStore) -> Result<Vec<BackupEntry>, BackupError> {
-    let mut out: Vec<BackupEntry> = store.entries()?.into_iter().map(|e| describe(&e)).collect();
+/// Every set, partial set and legacy dump of the configured store, newest first, each set
+/// authenticated with the configured keys.
+pub fn list(cfg: &Config) -> Result<Vec<BackupEntry>, BackupError> {
+    list_store(&store(cfg), &keyring(cfg)?)
+}
+
+/// Every entry of `store`, newest first. Sets that `keys` cannot authenticate are `unauthenticated`.
+pub fn list_store(
+    store: &dyn BackupStore,
+    keys: &Keyring,
+) -> Result<Vec<BackupEntry>, BackupError> {
+    let mut out: Vec<BackupEntry> =
+        store.entries()?.into_iter().map(|e| describe(&e, keys)).collect();
     out.sort_by(|a, b| b.created_at.cmp(&a.created_at).then_with(|| b.name.cmp(&a.name)));
     Ok(out)
 }
 
-fn describe(entry: &StoreEntry) -> BackupEntry {
+fn describe(entry: &StoreEntry, keys: &Keyring) -> BackupEntry {
     let mut out = BackupEntry {
         name: entry.name.clone(),
         status: SetStatus::Incomplete,
@@ -350,6 +382,7 @@ fn describe(entry: &StoreEntry) -> BackupEntry {
         size: 0,
         manifest: None,
         problem: None,
+        key_id: None,
         entry: entry.clone(),
     };
     match entry.kind {
@@ -366,7 +399,16 @@ fn describe(entry: &StoreEntry) -> BackupEntry {
             out.size = archive::tree_size(&entry.path);
             match Manifest::read(&entry.path, &entry.name, true) {
                 Ok(manifest) => {
-                    out.status = SetStatus::Complete;
+                    match keys.verify(&manifest) {
+                        Ok(key_id) => {
+                            out.status = SetStatus::Complete;
+                            out.key_id = Some(key_id);
+                        }
+                        Err(error) => {
+                            out.status = SetStatus::Unauthenticated;
+                            out.problem = Some(error.to_string());
+                        }
+                    }
                     out.created_at = Some(manifest.created_at);
                     out.manifest = Some(manifest);
                 }
@@ -389,24 +431,35 @@ fn describe(entry: &StoreEntry) -> BackupEntry {
 /// The entry `name` of the configured store.
 pub fn find(cfg: &Config, name: &str) -> Result<BackupEntry, BackupError> {
     let entry = store(cfg).local_path(name)?;
-    Ok(describe(&entry))
+    Ok(describe(&entry, &keyring(cfg)?))
 }
 
-/// Open the set `name` for a restore. An incomplete set is refused; a damaged manifest is refused
-/// unless `emergency`, which reads an edited manifest as it stands.
+/// Open the set `name` for a restore. An incomplete set is refused; a damaged or unauthenticated
+/// manifest is refused unless `emergency`, which reads it as it stands; a legacy plain-SQL dump is
+/// refused unless `emergency` or `rollback.allow_legacy`.
 pub fn open(cfg: &Config, name: &str, emergency: bool) -> Result<BackupSet, BackupError> {
     let entry = store(cfg).local_path(name)?;
     match entry.kind {
         EntryKind::Legacy => {
+            if !(emergency || cfg.rollback.allow_legacy) {
+                return Err(BackupError::Legacy { name: name.to_owned() });
+            }
             Ok(BackupSet { name: entry.name, path: entry.path, kind: SetKind::Legacy })
         }
         EntryKind::Partial => Err(BackupError::Incomplete { name: name.to_owned() }),
         EntryKind::Set => match Manifest::read(&entry.path, name, !emergency) {
-            Ok(manifest) => Ok(BackupSet {
-                name: entry.name,
-                path: entry.path,
-                kind: SetKind::Full { manifest: Box::new(manifest) },
-            }),
+            Ok(manifest) => {
+                if !emergency {
+                    keyring(cfg)?.verify(&manifest).map_err(|source| {
+                        BackupError::Unauthenticated { name: name.to_owned(), source }
+                    })?;
+                }
+                Ok(BackupSet {
+                    name: entry.name,
+                    path: entry.path,
+                    kind: SetKind::Full { manifest: Box::new(manifest) },
+                })
+            }
             Err(ManifestError::Missing) => Err(BackupError::Incomplete { name: name.to_owned() }),
             Err(source) => Err(BackupError::Manifest { name: name.to_owned(), source }),
         },
@@ -538,6 +591,9 @@ async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Ba
     let started = Instant::now();
     let created_at = Utc::now();
     let store = store(cfg);
+    // No set is written that could not be authenticated later: the key is needed before anything.
+    let keys = keyring(cfg)?;
+    keys.signing()?;
     let target = database_target(cfg)?;
     let name = match &req.name {
         Some(name) => {
@@ -569,10 +625,11 @@ async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Ba
         (row.get(0), row.get(1), row.get(2));
     let pg_dump_version = tools.version("pg_dump").await?;
 
-    let estimate = match list_store(&store)?.into_iter().find(|e| e.status == SetStatus::Complete) {
-        Some(previous) => previous.size,
-        None => raw_estimate(cfg, db_size.max(0) as u64),
-    };
+    let estimate =
+        match list_store(&store, &keys)?.into_iter().find(|e| e.status == SetStatus::Complete) {
+            Some(previous) => previous.size,
+            None => raw_estimate(cfg, db_size.max(0) as u64),
+        };
     let free = store.free_space()?;
     let min_free = cfg.backup.min_free_space.bytes();
     if free < estimate.saturating_add(min_free) {
@@ -715,10 +772,12 @@ async fn create_inner(cfg: &Config, req: &BackupRequest) -> Result<BackupSet, Ba
         components,
         duration_ms: started.elapsed().as_millis() as u64,
         manifest_sha256: String::new(),
+        auth: None,
     };
-    let manifest = manifest
-        .write(&dir)
-        .map_err(|source| BackupError::Io { path: dir.join(MANIFEST_FILE), source })?;
+    let manifest = manifest.write_signed(&dir, &keys).map_err(|error| match error {
+        ManifestWriteError::Key(key) => BackupError::Key(key),
+        ManifestWriteError::Io(source) => BackupError::Io { path: dir.join(MANIFEST_FILE), source },
+    })?;
     let path = store.commit(&name)?;
     abort.armed = false;
     tracing::info!(set = %name, size = manifest.total_size(), duration_ms = manifest.duration_ms, "backup set written");

@@ -96,7 +96,8 @@ pub async fn prune(
                 }
                 complete_index += 1;
             }
-            SetStatus::Damaged | SetStatus::Legacy => {}
+            // Unauthenticated sets are not known to be rail's: never counted, never removed.
+            SetStatus::Damaged | SetStatus::Legacy | SetStatus::Unauthenticated => {}
         }
     }
     if !candidates.is_empty() {

@@ -106,8 +106,19 @@ pub async fn verify_components(
         EntryKind::Partial => {
             checks.push(Check::fail("manifest", "missing: the set is incomplete"));
         }
-        EntryKind::Legacy => checks.extend(verify_legacy(cfg, &entry.path, level).await?),
+        EntryKind::Legacy => {
+            let mut level = level;
+            if !cfg.rollback.allow_legacy {
+                checks.push(Check::fail(
+                    "authentication",
+                    "a plain-SQL dump of the older tools carries none (rollback.allow_legacy = true trusts it)",
+                ));
+                level = level.min(VerifyLevel::Structure);
+            }
+            checks.extend(verify_legacy(cfg, &entry.path, level).await?);
+        }
         EntryKind::Set => {
+            let keys = super::keyring(cfg)?;
             let manifest = match Manifest::read(&entry.path, name, true) {
                 Ok(manifest) => {
                     checks.push(Check::pass("manifest", "sealed"));
@@ -123,6 +134,27 @@ pub async fn verify_components(
                     None
                 }
             };
+            let mut level = level;
+            if let Some(manifest) = &manifest {
+                match keys.verify(manifest) {
+                    Ok(key_id) => {
+                        checks
+                            .push(Check::pass("authentication", format!("signed by key {key_id}")));
+                    }
+                    Err(error) => {
+                        checks.push(Check::fail("authentication", error.to_string()));
+                        // Restoring a dump nobody vouches for, even into a scratch database, would run
+                        // whatever it holds.
+                        if level >= VerifyLevel::RestoreTest {
+                            level = VerifyLevel::Structure;
+                            checks.push(Check::fail(
+                                "restore-test",
+                                "not run: the set is not authenticated",
+                            ));
+                        }
+                    }
+                }
+            }
             if let Some(manifest) = manifest {
                 checks
                     .extend(verify_set(cfg, &entry.path, &manifest, level, only, progress).await?);
@@ -175,6 +207,25 @@ pub async fn verify_set(
                 .expect("checked");
             if checks[index].ok {
                 checks[index] = check_dump(&tools, &dir.join(&db.file), manifest).await;
+            }
+            if checks[index].ok {
+                let live = match database_target(cfg) {
+                    Ok(target) => super::contents::live_objects(cfg, &target).await,
+                    Err(_) => super::contents::LiveObjects::default(),
+                };
+                match super::contents::check_dump(&tools, &dir.join(&db.file), &live).await {
+                    Ok(problems) if problems.is_empty() => {}
+                    Ok(problems) => {
+                        checks.push(Check::fail(
+                            "contents",
+                            format!(
+                                "the dump holds what an app database never does: {}",
+                                problems.join("; ")
+                            ),
+                        ));
+                    }
+                    Err(reason) => checks.push(Check::fail("contents", reason)),
+                }
             }
         }
     }
@@ -314,6 +365,16 @@ async fn restore_test(
     manifest: &Manifest,
 ) -> Result<Check, BackupError> {
     let target = database_target(cfg)?;
+    let role = async {
+        let client = target
+            .connect(cfg.database.connect_timeout.get(), "rail-verify")
+            .await
+            .map_err(|e| e.to_string())?;
+        super::contents::check_restore_role(&client, true).await
+    };
+    if let Err(reason) = role.await {
+        return Ok(Check::fail("restore-test", format!("not run: {reason}")));
+    }
     let scratch = Scratch::create(cfg, &target).await?;
     let outcome = async {
         let restore = tools

@@ -40,6 +40,8 @@ pub const ENV_KEYS: &[(&str, &str)] = &[
     ("RAIL_MAINTENANCE_FILE", "maintenance.flag_file"),
     ("RAIL_MAINTENANCE_KEY", "maintenance.redis_key"),
     ("RAIL_BACKUP_DIR", "backup.directory"),
+    ("RAIL_BACKUP_KEY", "backup.key"),
+    ("RAIL_BACKUP_KEY_FILE", "backup.key_file"),
 ];
 
 /// Where a value came from, for error messages and `--dry-run` plans.
@@ -225,6 +227,7 @@ impl Config {
             self.database.password.clone(),
             self.redis.url.clone(),
             self.app.secret_key.clone(),
+            self.backup.key.clone(),
             self.notifications.slack.webhook_url.clone(),
             self.notifications.webhook.url.clone(),
             self.notifications.email.password.clone(),

@@ -286,6 +286,13 @@ pub struct BackupConfig {
     /// Free space that must remain on the backup filesystem after the estimated backup.
     pub min_free_space: ByteSize,
     pub timeout: HumanDuration,
+    /// The key that authenticates the sets rail writes (`rail-backup-key-v1:…`, from `rollback keygen`).
+    /// Usually given as `RAIL_BACKUP_KEY` rather than in a file.
+    pub key: Secret,
+    /// A file holding the key (created by `rollback keygen`, mode 0600). `key` wins when both are set.
+    pub key_file: PathBuf,
+    /// Keys of earlier rotations: sets they signed still verify; new sets are signed with `key`.
+    pub previous_key_files: Vec<PathBuf>,
 }
 
 impl Default for BackupConfig {
@@ -303,6 +310,9 @@ impl Default for BackupConfig {
             verify: VerifyLevel::default(),
             min_free_space: ByteSize::mib(512),
             timeout: HumanDuration::from_secs(2 * 60 * 60),
+            key: Secret::default(),
+            key_file: PathBuf::new(),
+            previous_key_files: Vec::new(),
         }
     }
 }
@@ -724,6 +734,8 @@ pub enum RestoreStrategy {
 #[serde(default)]
 pub struct RollbackConfig {
     pub max_rollback_age_days: u32,
+    /// Restore the older tools' plain-SQL `db_backup_*.sql` dumps, which carry no authentication.
+    pub allow_legacy: bool,
     pub strategy: RestoreStrategy,
     pub safety_checks: SafetyChecks,
     pub procedures: RollbackProcedures,
@@ -733,6 +745,7 @@ impl Default for RollbackConfig {
     fn default() -> Self {
         Self {
             max_rollback_age_days: 30,
+            allow_legacy: false,
             strategy: RestoreStrategy::default(),
             safety_checks: SafetyChecks::default(),
             procedures: RollbackProcedures::default(),

@@ -11,6 +11,7 @@ use tokio_postgres::Client;
 use super::{
     maintenance, query_error, DbOutcome, Leftover, LeftoverKind, RestoreError, RestoreOptions,
 };
+use crate::backup::contents;
 use crate::backup::pg::{self, check_identifier, quote_literal, PgTools};
 use crate::backup::{BackupError, BackupSet, ComponentKind, SetKind};
 use crate::config::{Config, RestoreStrategy};
@@ -64,6 +65,7 @@ pub(super) async fn prepare(
     opts: &RestoreOptions,
 ) -> Result<PreparedDb, RestoreError> {
     let source = source_of(set)?;
+    preflight(cfg, tools, target, set, &source, opts).await?;
     if opts.strategy == RestoreStrategy::InPlace {
         return Ok(PreparedDb::InPlace { source });
     }
@@ -102,6 +104,36 @@ pub(super) async fn prepare(
         return Err(error);
     }
     Ok(PreparedDb::Swap { restore_db })
+}
+
+/// Before anything runs: the restoring role is no superuser (unless `--emergency`), and the dump holds
+/// only what an app database holds (never bypassed: see [`crate::backup::contents`]).
+async fn preflight(
+    cfg: &Config,
+    tools: &PgTools,
+    target: &DbTarget,
+    set: &BackupSet,
+    source: &DumpSource,
+    opts: &RestoreOptions,
+) -> Result<(), RestoreError> {
+    let maint = maintenance(cfg, target).await?;
+    let need_createdb = opts.strategy == RestoreStrategy::Swap;
+    if let Err(reason) = contents::check_restore_role(&maint, need_createdb).await {
+        if !opts.emergency {
+            return Err(RestoreError::Privileged { reason });
+        }
+        tracing::warn!(%reason, "restoring with these privileges anyway (--emergency)");
+    }
+    if let DumpSource::Archive(dump) = source {
+        let live = contents::live_objects(cfg, target).await;
+        let problems = contents::check_dump(tools, dump, &live).await.map_err(|reason| {
+            RestoreError::HostileDump { set: set.name.clone(), problems: vec![reason] }
+        })?;
+        if !problems.is_empty() {
+            return Err(RestoreError::HostileDump { set: set.name.clone(), problems });
+        }
+    }
+    Ok(())
 }
 
 /// Drop a prepared database that will not be switched in.
@@ -237,7 +269,10 @@ async fn end_sessions(maint: &Client, db: &str) -> Result<u64, RestoreError> {
     loop {
         let rows = maint
             .query(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+                // Client sessions only: autovacuum workers, which a role that is not a superuser may
+                // not end, are stopped by the rename itself.
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
                 &[&db],
             )
             .await
@@ -245,7 +280,11 @@ async fn end_sessions(maint: &Client, db: &str) -> Result<u64, RestoreError> {
         ended += rows.len() as u64;
         tokio::time::sleep(Duration::from_millis(100)).await;
         let left: i64 = maint
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&db])
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = $1 AND pid <> pg_backend_pid() AND backend_type = 'client backend'",
+                &[&db],
+            )
             .await
             .map_err(query_error(format!("counting the sessions on {db}")))?
             .get(0);

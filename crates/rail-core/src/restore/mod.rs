@@ -86,6 +86,10 @@ pub enum RestoreError {
     Sessions { database: String, count: i64 },
     #[error("database `{database}` does not exist")]
     NoLiveDatabase { database: String },
+    #[error("refusing to restore as this role: {reason}")]
+    Privileged { reason: String },
+    #[error("refusing to restore backup `{set}`: its dump holds what an app database never does:\n  {}", problems.join("\n  "))]
+    HostileDump { set: String, problems: Vec<String> },
     #[error("the restore was cancelled")]
     Cancelled,
     #[error("refusing to drop database `{name}`: rail did not create it")]
@@ -159,6 +163,8 @@ pub struct RestoreOptions {
     /// Parallel jobs of pg_restore.
     pub jobs: u32,
     pub progress: Arc<dyn Progress>,
+    /// `--emergency`: restore as a superuser too (with a warning).
+    pub emergency: bool,
 }
 
 impl std::fmt::Debug for RestoreOptions {
@@ -179,6 +185,7 @@ impl RestoreOptions {
             components: Components::default(),
             jobs: cfg.backup.jobs.max(1),
             progress: Arc::new(NoProgress),
+            emergency: false,
         }
     }
 }

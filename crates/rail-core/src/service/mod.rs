@@ -172,6 +172,12 @@ pub trait ServiceController: Send + Sync {
 
     /// The commands an action would run, redacted, for `--dry-run` plans.
     fn plan(&self, action: Action, services: &[String], version: Option<&str>) -> Vec<String>;
+
+    /// Whether `version` could be started, checked before anything is stopped: a valid name, and for
+    /// backends that can tell without changing anything, an installed one.
+    fn check_version(&self, version: &str) -> Result<(), ServiceError> {
+        validate_version(version)
+    }
 }
 
 /// The backend chosen by the configuration.
@@ -248,6 +254,10 @@ impl ServiceController for Controller {
 
     fn plan(&self, action: Action, services: &[String], version: Option<&str>) -> Vec<String> {
         dispatch!(self, c => c.plan(action, services, version))
+    }
+
+    fn check_version(&self, version: &str) -> Result<(), ServiceError> {
+        dispatch!(self, c => c.check_version(version))
     }
 }
 

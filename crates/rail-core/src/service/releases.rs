@@ -448,6 +448,10 @@ async fn wait_dead(pid: i32, timeout: Duration) -> bool {
 }
 
 impl ServiceController for ReleasesController {
+    fn check_version(&self, version: &str) -> Result<(), ServiceError> {
+        self.check_release(version).map(|_| ())
+    }
+
     fn backend(&self) -> &'static str {
         BACKEND
     }

@@ -98,7 +98,7 @@ fn restore_test_level_compares_row_counts() {
         .unwrap()
         .rows += 1;
     fs_err::remove_file(dir.join(MANIFEST_FILE)).unwrap();
-    manifest.write(&dir).unwrap();
+    manifest.write_signed(&dir, &crate::support::stack_keys()).unwrap();
     let out = env.rollback(&["verify", "b1", "--level", "restore-test"]);
     out.assert_code(3);
     assert!(
@@ -117,7 +117,7 @@ fn sets_older_than_the_limit_need_emergency() {
     let mut manifest = Manifest::read(&dir, "old", true).unwrap();
     manifest.created_at -= chrono::Duration::days(45);
     fs_err::remove_file(dir.join(MANIFEST_FILE)).unwrap();
-    manifest.write(&dir).unwrap();
+    manifest.write_signed(&dir, &crate::support::stack_keys()).unwrap();
     let out = env.rollback(&["rollback", "old", "--yes"]);
     out.assert_code(3);
     assert!(out.stderr.contains("max_rollback_age_days"), "{}", out.describe());
@@ -136,5 +136,5 @@ pub(crate) fn copy_set(env: &Env, from: &str, to: &str) {
     }
     let mut manifest = Manifest::read(&src, from, true).unwrap();
     to.clone_into(&mut manifest.name);
-    manifest.write(&dst).unwrap();
+    manifest.write_signed(&dst, &crate::support::stack_keys()).unwrap();
 }

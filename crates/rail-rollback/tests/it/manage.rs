@@ -90,11 +90,24 @@ fn legacy_sql_dumps_are_listed_and_restorable() {
     let sets = list.json();
     assert_eq!(sets[0]["name"], "db_backup_20240115_143022");
     assert_eq!(sets[0]["status"], "legacy");
-    env.rollback(&["verify", "db_backup_20240115_143022"]).assert_success();
+    // A plain-SQL file carries no authentication: anyone who can write the directory could have put
+    // it there, so it is trusted only when the operator says so.
+    let out = env.rollback(&["verify", "db_backup_20240115_143022"]);
+    out.assert_code(3);
+    assert!(out.stdout.contains("authentication"), "{}", out.describe());
+    let out =
+        env.rollback(&["rollback", "db_backup_20240115_143022", "--yes", "--components", "db"]);
+    out.assert_code(3);
+    assert!(out.stderr.contains("--allow-legacy"), "{}", out.describe());
+    assert_ne!(env.db_state().tables, before.tables, "nothing was restored");
+
+    env.rollback(&["verify", "db_backup_20240115_143022", "--allow-legacy"]).assert_success();
     let out = env.rollback(&[
         "rollback",
         "db_backup_20240115_143022",
         "--yes",
+        "--allow-legacy",
+        // It is dated 2024: older than max_rollback_age_days.
         "--emergency",
         "--components",
         "db",

@@ -91,6 +91,15 @@ require_confirmation = true
         self.command(args).run()
     }
 
+    /// Run `rollback -c <config> ARGS` with these variables added.
+    pub(crate) fn rollback_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        let mut c = self.command(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.run()
+    }
+
     /// Start `rollback -c <config> ARGS`.
     pub(crate) fn spawn(&self, args: &[&str]) -> Running {
         self.command(args).spawn()
@@ -255,6 +264,15 @@ fn write(path: &Path, content: &[u8], mode: u32) {
 }
 
 /// Deterministic incompressible bytes.
+/// The stack's backup key, to sign a manifest a test changed on purpose (as rail would have written
+/// it), so that the layer under test is the one that has to catch the change.
+pub(crate) fn stack_keys() -> rail_core::backup::Keyring {
+    let path = Stack::get().var("RAIL_BACKUP_KEY_FILE").expect("the stack has a backup key");
+    rail_core::backup::Keyring::single(
+        rail_core::backup::auth::BackupKey::read_file(Path::new(path)).unwrap(),
+    )
+}
+
 pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len + 8);

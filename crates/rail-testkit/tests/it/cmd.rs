@@ -3,7 +3,7 @@ use std::time::Duration;
 use rail_testkit::{cmd, filter, run, TestDir};
 
 #[test]
-fn run_clears_the_environment_but_path_home_and_given_vars() {
+fn run_clears_the_environment_but_path_home_the_backup_key_and_given_vars() {
     std::env::set_var("RAIL_TESTKIT_LEAK", "leaked");
     let out = cmd("env").env("DATABASE_URL", "postgresql://u:p@127.0.0.1:1/d").run();
     out.assert_success();
@@ -12,7 +12,9 @@ fn run_clears_the_environment_but_path_home_and_given_vars() {
     assert!(names.contains(&"PATH") && names.contains(&"DATABASE_URL"), "{names:?}");
     assert!(!names.contains(&"RAIL_TESTKIT_LEAK"), "{names:?}");
     assert!(
-        names.iter().all(|n| ["PATH", "HOME", "LANG", "TMPDIR", "DATABASE_URL"].contains(n)),
+        names.iter().all(|n| {
+            ["PATH", "HOME", "LANG", "TMPDIR", "DATABASE_URL", "RAIL_BACKUP_KEY_FILE"].contains(n)
+        }),
         "{names:?}"
     );
 }
