@@ -26,7 +26,7 @@ pub enum DbError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("cannot connect to PostgreSQL at {target}: no answer within {}", humantime::format_duration(*after))]
+    #[error("cannot connect to PostgreSQL at {target}: no answer within {}", crate::config::human_duration(*after))]
     Timeout { target: String, after: Duration },
 }
 

@@ -47,7 +47,7 @@ pub enum LockError {
         #[source]
         source: tokio_postgres::Error,
     },
-    #[error("lock query on {server} got no answer within {}", humantime::format_duration(*after))]
+    #[error("lock query on {server} got no answer within {}", crate::config::human_duration(*after))]
     Timeout { server: String, after: Duration },
     #[error("{}", held_message(owner))]
     Held { owner: Box<LockOwner> },

@@ -68,7 +68,7 @@ pub enum MaintenanceError {
         #[source]
         source: redis::RedisError,
     },
-    #[error("Redis did not answer within {} on the maintenance key `{key}`", humantime::format_duration(*after))]
+    #[error("Redis did not answer within {} on the maintenance key `{key}`", crate::config::human_duration(*after))]
     RedisTimeout { key: String, after: Duration },
 }
 

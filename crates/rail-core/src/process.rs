@@ -47,7 +47,7 @@ pub enum ProcessError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{command}` timed out after {}", humantime::format_duration(*after))]
+    #[error("`{command}` timed out after {}", crate::config::human_duration(*after))]
     Timeout { command: String, after: Duration },
     #[error("`{command}` {}{}", describe_status(*status), stderr_suffix(stderr_tail))]
     Failed { command: String, status: ExitStatus, stderr_tail: String },

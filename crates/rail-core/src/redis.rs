@@ -23,7 +23,7 @@ pub enum RedisError {
         #[source]
         source: redis::RedisError,
     },
-    #[error("cannot connect to Redis at {target}: no answer within {}", humantime::format_duration(*after))]
+    #[error("cannot connect to Redis at {target}: no answer within {}", crate::config::human_duration(*after))]
     Timeout { target: String, after: Duration },
 }
 

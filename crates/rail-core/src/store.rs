@@ -39,6 +39,8 @@ pub enum StoreError {
     Exists { name: String, dir: PathBuf },
     #[error("no backup `{name}` in {}", dir.display())]
     NotFound { name: String, dir: PathBuf },
+    #[error("{} was not written by rail (it has no {SET_MARKER} marker and no manifest): rail leaves it alone", path.display())]
+    Foreign { path: PathBuf },
     #[error("cannot access {}", path.display())]
     Io {
         path: PathBuf,
@@ -51,7 +53,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
     move |source| StoreError::Io { path: path.to_owned(), source }
 }
 
-/// Check a backup set name: 1 to 100 of `A-Z a-z 0-9 . _ -`, not starting with a dot, no `..`.
+/// Check a backup set name: 1 to 100 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit, no `..`.
 pub fn validate_name(name: &str) -> Result<(), StoreError> {
     let invalid = |reason| Err(StoreError::InvalidName { name: name.to_owned(), reason });
     if name.is_empty() {
@@ -66,8 +68,9 @@ pub fn validate_name(name: &str) -> Result<(), StoreError> {
     if name.contains("..") {
         return invalid("it contains `..`");
     }
-    if name.starts_with('.') {
-        return invalid("it starts with a dot");
+    if !name.as_bytes()[0].is_ascii_alphanumeric() {
+        // `-rf` would read as an option to any program handed the name; `.x` would be hidden.
+        return invalid("it must start with a letter or a digit");
     }
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
         return invalid("only letters, digits, `.`, `_` and `-` are allowed");
@@ -87,6 +90,19 @@ pub enum EntryKind {
     Partial,
     /// A `db_backup_*.sql` file of the older deploy script.
     Legacy,
+    /// A directory rail did not write (no [`SET_MARKER`], no manifest): listed, never touched.
+    Foreign,
+}
+
+/// The file rail writes first into every set it begins, and keeps: a directory without it (or, for
+/// sets of older versions, without a manifest) is not rail's, and rail never removes it.
+pub const SET_MARKER: &str = ".rail-set";
+
+/// Whether `dir` is a set rail wrote (or began): it holds the marker or a manifest, as regular files.
+fn is_rail_set(dir: &Path) -> bool {
+    [SET_MARKER, crate::backup::MANIFEST_FILE]
+        .iter()
+        .any(|f| fs_err::symlink_metadata(dir.join(f)).is_ok_and(|m| m.is_file()))
 }
 
 /// One entry of the store.
@@ -184,7 +200,12 @@ impl BackupStore for LocalDirStore {
             let Ok(meta) = fs_err::symlink_metadata(entry.path()) else { continue };
             let modified = meta.modified().ok().map(DateTime::<Utc>::from);
             let (name, kind) = if meta.is_dir() {
-                if let Some(name) = file_name.strip_prefix(PARTIAL_PREFIX) {
+                if crate::journal::dir(&self.root) == entry.path() {
+                    continue;
+                }
+                if !is_rail_set(&entry.path()) {
+                    (file_name, EntryKind::Foreign)
+                } else if let Some(name) = file_name.strip_prefix(PARTIAL_PREFIX) {
                     (name.to_owned(), EntryKind::Partial)
                 } else {
                     (file_name, EntryKind::Set)
@@ -197,7 +218,7 @@ impl BackupStore for LocalDirStore {
             } else {
                 continue;
             };
-            if validate_name(&name).is_err() {
+            if kind != EntryKind::Foreign && validate_name(&name).is_err() {
                 continue;
             }
             out.push(StoreEntry { name, kind, path: entry.path(), modified });
@@ -213,7 +234,16 @@ impl BackupStore for LocalDirStore {
         }
         let partial = self.partial(name);
         match create_dir_mode(&partial, 0o700) {
-            Ok(()) => Ok(partial),
+            Ok(()) => {
+                let marker = partial.join(SET_MARKER);
+                let mut file = crate::archive::create_private_file(&marker).map_err(|e| {
+                    StoreError::Io { path: marker.clone(), source: io::Error::other(e) }
+                })?;
+                io::Write::write_all(&mut file, format!("rail backup set {name}\n").as_bytes())
+                    .and_then(|()| file.sync_all())
+                    .map_err(io_error(&marker))?;
+                Ok(partial)
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 Err(StoreError::Exists { name: name.to_owned(), dir: self.root.clone() })
             }
@@ -259,8 +289,9 @@ impl BackupStore for LocalDirStore {
         for (path, kind) in candidates {
             let Ok(meta) = fs_err::symlink_metadata(&path) else { continue };
             let fits = match kind {
-                EntryKind::Set | EntryKind::Partial => meta.is_dir(),
+                EntryKind::Set | EntryKind::Partial => meta.is_dir() && is_rail_set(&path),
                 EntryKind::Legacy => legacy && meta.is_file(),
+                EntryKind::Foreign => false,
             };
             if fits {
                 let modified = meta.modified().ok().map(DateTime::<Utc>::from);
@@ -273,6 +304,7 @@ impl BackupStore for LocalDirStore {
     fn remove(&self, entry: &StoreEntry) -> Result<(), StoreError> {
         validate_name(&entry.name)?;
         match entry.kind {
+            EntryKind::Foreign => Err(StoreError::Foreign { path: entry.path.clone() }),
             EntryKind::Set => {
                 let partial = self.partial(&entry.name);
                 let from = self.root.join(&entry.name);

@@ -512,10 +512,13 @@ pub(crate) async fn clear_cache(cfg: &Config) -> anyhow::Result<u64> {
 }
 
 fn record_child(path: &Path, pid: u32) {
+    use fs_err::os::unix::fs::OpenOptionsExt as _;
     use std::io::Write;
+    // 0600 like every other file under the backup directory.
     let result = fs_err::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .and_then(|mut f| writeln!(f, "{pid}").and_then(|()| f.sync_data()));
     if let Err(e) = result {

@@ -44,10 +44,9 @@ pub(crate) fn run(ctx: &Ctx, limit: Option<usize>) -> anyhow::Result<u8> {
             r.run_id.to_string(),
             r.kind.to_string(),
             r.outcome.to_string(),
-            humantime::format_duration(std::time::Duration::from_millis(
+            rail_core::config::human_duration(std::time::Duration::from_millis(
                 r.duration_ms / 1000 * 1000,
-            ))
-            .to_string(),
+            )),
             r.backup.clone().unwrap_or_else(|| "-".into()),
             r.app_version_to.clone().unwrap_or_else(|| "-".into()),
             format!("{}@{}", r.user, r.host),

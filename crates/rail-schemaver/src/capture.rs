@@ -26,6 +26,8 @@ pub(crate) enum CaptureError {
     },
     #[error("{url} answered HTTP {status}: {body}")]
     Status { url: String, status: u16, body: String },
+    #[error("{url} answered HTTP {status}, a redirect to `{location}`: schemaver does not follow redirects (a capture URL must not lead to other services); give the final URL")]
+    Redirect { url: String, status: u16, location: String },
     #[error("the answer of {url} is larger than {} MiB", MAX_SCHEMA_BYTES / (1024 * 1024))]
     TooLarge { url: String },
 }
@@ -42,6 +44,8 @@ pub(crate) async fn introspect(url: &str) -> Result<Vec<u8>, CaptureError> {
         .timeout(TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .user_agent(concat!("schemaver/", env!("CARGO_PKG_VERSION")))
+        // A redirect could turn the POST into a GET elsewhere, with a Referer: never follow one.
+        .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|source| CaptureError::Request { url: shown.clone(), source })?;
 
@@ -82,6 +86,18 @@ async fn post(
         .await
         .map_err(|source| CaptureError::Request { url: shown.to_owned(), source })?;
     let status = response.status();
+    if status.is_redirection() {
+        let location = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| "(none)".to_owned(), redact_url);
+        return Err(CaptureError::Redirect {
+            url: shown.to_owned(),
+            status: status.as_u16(),
+            location,
+        });
+    }
     if response.content_length().is_some_and(|n| n > MAX_SCHEMA_BYTES as u64) {
         return Err(CaptureError::TooLarge { url: shown.to_owned() });
     }

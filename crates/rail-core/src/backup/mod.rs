@@ -142,7 +142,7 @@ pub enum BackupError {
     NoSets { dir: String },
     #[error("the backup was cancelled")]
     Cancelled,
-    #[error("the backup did not finish within {} (backup.timeout)", humantime::format_duration(*after))]
+    #[error("the backup did not finish within {} (backup.timeout)", crate::config::human_duration(*after))]
     Timeout { after: Duration },
     #[error("database name `{name}` is longer than PostgreSQL's 63 bytes")]
     NameTooLong { name: String },
@@ -269,6 +269,8 @@ pub enum SetStatus {
     /// A sealed manifest whose authentication is missing or wrong (or no key is configured): never
     /// restored, counted or pruned without `--emergency`; rail may not have written it.
     Unauthenticated,
+    /// A directory rail did not write: listed so that it is seen, never touched.
+    Foreign,
 }
 
 impl SetStatus {
@@ -279,6 +281,7 @@ impl SetStatus {
             Self::Damaged => "damaged",
             Self::Legacy => "legacy",
             Self::Unauthenticated => "unauthenticated",
+            Self::Foreign => "foreign",
         }
     }
 }
@@ -395,6 +398,11 @@ fn describe(entry: &StoreEntry, keys: &Keyring) -> BackupEntry {
             out.size = archive::tree_size(&entry.path);
             out.problem = Some("partial: written by a run that has not finished or died".into());
         }
+        EntryKind::Foreign => {
+            out.status = SetStatus::Foreign;
+            out.problem =
+                Some("not written by rail (no .rail-set marker, no manifest): left alone".into());
+        }
         EntryKind::Set => {
             out.size = archive::tree_size(&entry.path);
             match Manifest::read(&entry.path, &entry.name, true) {
@@ -447,6 +455,7 @@ pub fn open(cfg: &Config, name: &str, emergency: bool) -> Result<BackupSet, Back
             Ok(BackupSet { name: entry.name, path: entry.path, kind: SetKind::Legacy })
         }
         EntryKind::Partial => Err(BackupError::Incomplete { name: name.to_owned() }),
+        EntryKind::Foreign => Err(StoreError::Foreign { path: entry.path }.into()),
         EntryKind::Set => match Manifest::read(&entry.path, name, !emergency) {
             Ok(manifest) => {
                 if !emergency {

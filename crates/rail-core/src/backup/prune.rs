@@ -97,7 +97,10 @@ pub async fn prune(
                 complete_index += 1;
             }
             // Unauthenticated sets are not known to be rail's: never counted, never removed.
-            SetStatus::Damaged | SetStatus::Legacy | SetStatus::Unauthenticated => {}
+            SetStatus::Damaged
+            | SetStatus::Legacy
+            | SetStatus::Unauthenticated
+            | SetStatus::Foreign => {}
         }
     }
     if !candidates.is_empty() {

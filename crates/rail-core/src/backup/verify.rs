@@ -106,6 +106,9 @@ pub async fn verify_components(
         EntryKind::Partial => {
             checks.push(Check::fail("manifest", "missing: the set is incomplete"));
         }
+        EntryKind::Foreign => {
+            checks.push(Check::fail("manifest", "not a set rail wrote (no marker, no manifest)"));
+        }
         EntryKind::Legacy => {
             let mut level = level;
             if !cfg.rollback.allow_legacy {

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 pub use model::*;
-pub use units::{ByteSize, HumanDuration};
+pub use units::{human_duration, ByteSize, HumanDuration};
 
 use crate::secret::Secret;
 
@@ -105,6 +105,8 @@ pub enum ConfigError {
     },
     #[error("{key} is not set; set it in {places}")]
     Missing { key: String, places: String },
+    #[error("backup.directory `{}` (from {origin}) {problem}", dir.display())]
+    BackupDirectory { dir: PathBuf, origin: Origin, problem: String },
 }
 
 /// What to load. [`LoadOptions::default`] reads the process environment.
@@ -373,7 +375,111 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             .unwrap_or_else(|| file.clone().map_or(Origin::Default, Origin::File));
         ConfigError::InvalidValue { key, origin, message: e.into_inner().to_string() }
     })?;
+    check_backup_directory(&config, &origins)?;
     Ok(Loaded { config, file, origins })
+}
+
+/// Directories a backup directory may not be: the root, and the system's own.
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/media",
+    "/mnt", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+];
+/// Trees no backup directory may be inside.
+const SYSTEM_TREES: &[&str] = &[
+    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/sbin", "/sys", "/usr",
+];
+
+/// The backup directory is where rail writes, prunes and restores from: it may not be a system
+/// directory, nor inside or around a directory a deploy or restore replaces (static, media, releases),
+/// where a swap would delete the sets or a prune the app's files.
+fn check_backup_directory(
+    config: &Config,
+    origins: &BTreeMap<String, Origin>,
+) -> Result<(), ConfigError> {
+    let dir = &config.backup.directory;
+    let fail = |problem: String| ConfigError::BackupDirectory {
+        dir: dir.clone(),
+        origin: origins.get("backup.directory").cloned().unwrap_or(Origin::Default),
+        problem,
+    };
+    if dir.as_os_str().is_empty() {
+        return Err(fail("is empty".into()));
+    }
+    let resolved = resolve_path(dir);
+    let shown = resolved.display().to_string();
+    if SYSTEM_DIRS.iter().any(|d| resolved == Path::new(d)) {
+        return Err(fail(format!(
+            "resolves to {shown}, a system directory: give backups a directory of their own"
+        )));
+    }
+    if let Some(tree) = SYSTEM_TREES.iter().find(|t| resolved.starts_with(t)) {
+        return Err(fail(format!(
+            "resolves to {shown}, inside {tree}: give backups a directory of their own"
+        )));
+    }
+    let releases = if config.services.releases.root.as_os_str().is_empty() {
+        PathBuf::new()
+    } else {
+        config.services.releases.root.join("releases")
+    };
+    for (key, other) in [
+        ("app.static_dir", &config.app.static_dir),
+        ("app.media_dir", &config.app.media_dir),
+        ("the releases directory (services.releases.root)", &releases),
+    ] {
+        if other.as_os_str().is_empty() {
+            continue;
+        }
+        let other = resolve_path(other);
+        let relation = if resolved == other {
+            "is"
+        } else if resolved.starts_with(&other) {
+            "is inside"
+        } else if other.starts_with(&resolved) {
+            "contains"
+        } else {
+            continue;
+        };
+        return Err(fail(format!(
+            "{relation} {key} ({}): a deploy or restore replaces that directory, and prune would take its folders for sets; keep backups apart",
+            other.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path` made absolute, `.` and `..` resolved, and symbolic links resolved as far as the path exists.
+fn resolve_path(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut clean = PathBuf::new();
+    for part in absolute.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    // The longest part that exists, with its links resolved, then the rest.
+    let mut existing = clean.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = fs_err::canonicalize(existing) {
+            let mut out = real;
+            for part in rest.iter().rev() {
+                out.push(part);
+            }
+            return out;
+        }
+        match (existing.parent(), existing.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_owned());
+                existing = parent;
+            }
+            _ => return clean,
+        }
+    }
 }
 
 fn validate_environment_name(name: &str) -> Result<(), ConfigError> {

@@ -506,3 +506,41 @@ fn service_ready_url_and_systemd_version_variable() {
     // The other keys of the sections keep their defaults.
     assert_eq!(c.services.systemd.program, Path::new("systemctl"));
 }
+
+#[test]
+fn the_backup_directory_is_kept_apart_from_the_system_and_the_app() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    fs_err::create_dir_all(root.join("shared/static")).unwrap();
+    fs_err::create_dir_all(root.join("app/releases")).unwrap();
+    std::os::unix::fs::symlink(root.join("shared/static"), root.join("static-link")).unwrap();
+    let with = |backup: &str| {
+        let text = format!(
+            "[backup]\ndirectory = \"{backup}\"\n[app]\nstatic_dir = \"{r}/shared/static\"\nmedia_dir = \"{r}/shared/media\"\n[services.releases]\nroot = \"{r}/app\"\n",
+            r = root.display()
+        );
+        load_file(&write(root, "c.toml", &text), &[])
+    };
+    let r = root.display();
+    let refused = [
+        ("/".to_owned(), "system directory"),
+        ("/etc".to_owned(), "system directory"),
+        ("/usr/local/backups".to_owned(), "inside /usr"),
+        ("/var/../".to_owned(), "system directory"),
+        (format!("{r}/shared/static/backups"), "is inside app.static_dir"),
+        (format!("{r}/static-link/backups"), "is inside app.static_dir"),
+        (format!("{r}/shared/media"), "is app.media_dir"),
+        (format!("{r}/shared"), "contains app.static_dir"),
+        (format!("{r}/app/releases/backups"), "is inside the releases directory"),
+        (format!("{r}/app/releases"), "is the releases directory"),
+    ];
+    for (backup, why) in refused {
+        let error = with(&backup).unwrap_err().to_string();
+        assert!(error.contains(why) && error.contains("c.toml"), "{backup}: {error}");
+    }
+    for ok in
+        [format!("{r}/backups"), format!("{r}/shared-backups"), "/var/backups/rail".to_owned()]
+    {
+        with(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+}

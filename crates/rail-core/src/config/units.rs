@@ -36,8 +36,21 @@ impl From<HumanDuration> for Duration {
 
 impl fmt::Display for HumanDuration {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", humantime::format_duration(self.0))
+        f.write_str(&human_duration(self.0))
     }
+}
+
+/// A duration as a person reads it, rounded to what matters at its size: `850ms`, `29s 920ms`,
+/// `1m 3s`, `2h 5m 7s`; never `29s 923ms 873us 970ns`.
+pub fn human_duration(duration: Duration) -> String {
+    let rounded = if duration >= Duration::from_secs(60) {
+        Duration::from_secs(duration.as_secs())
+    } else if duration >= Duration::from_secs(1) {
+        Duration::from_millis(duration.as_millis() as u64 / 10 * 10)
+    } else {
+        Duration::from_millis(duration.as_millis() as u64)
+    };
+    humantime::format_duration(rounded).to_string()
 }
 
 impl FromStr for HumanDuration {
@@ -185,5 +198,25 @@ mod tests {
         assert_eq!("4096".parse::<ByteSize>().unwrap(), ByteSize(4096));
         assert!("lots".parse::<ByteSize>().unwrap_err().contains("`lots` is not a size"));
         assert_eq!(ByteSize::gib(1).to_string(), "1.0 GiB");
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::*;
+
+    #[test]
+    fn durations_print_rounded_to_what_matters() {
+        let cases = [
+            (Duration::new(29, 923_873_970), "29s 920ms"),
+            (Duration::from_nanos(850_400_001), "850ms"),
+            (Duration::from_micros(12), "0s"),
+            (Duration::new(63, 999_999_999), "1m 3s"),
+            (Duration::from_secs(7507), "2h 5m 7s"),
+        ];
+        for (duration, want) in cases {
+            assert_eq!(human_duration(duration), want);
+        }
+        assert_eq!(HumanDuration(Duration::new(29, 923_873_970)).to_string(), "29s 920ms");
     }
 }

@@ -43,7 +43,7 @@ fn fmt_duration(d: Duration) -> String {
 }
 
 fn fmt_threshold(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
+    crate::config::human_duration(d)
 }
 
 /// An error and its causes on one line, skipping a cause that repeats its parent's text.
@@ -843,7 +843,7 @@ pub(super) async fn maintenance(
         let read =
             tokio::time::timeout(patience, read_redis_key(&cfg.redis.url, key, patience)).await;
         let read = read.unwrap_or_else(|_| {
-            Err(format!("no answer within {}", humantime::format_duration(patience)))
+            Err(format!("no answer within {}", crate::config::human_duration(patience)))
         });
         match read {
             Ok(None) => {}
@@ -883,7 +883,7 @@ pub(super) async fn maintenance(
         let age = (now - since).to_std().unwrap_or_default();
         out.set("since", since.to_rfc3339());
         out.set("age_seconds", age.as_secs());
-        let age_text = humantime::format_duration(Duration::from_secs(age.as_secs())).to_string();
+        let age_text = crate::config::human_duration(Duration::from_secs(age.as_secs()));
         let since_text = since.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let stale = age > stale_after;
         out.set("stale", stale);

@@ -326,6 +326,8 @@ async fn send_tls(req: &Request<'_>, url: &url::Url) -> Result<Response, HttpErr
     let client = reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(req.timeout)
+        // Like the plain-HTTP path: a check reports what its URL answers, and goes nowhere else.
+        .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(0)
         .build()
         .map_err(tls_err)?;

@@ -483,10 +483,11 @@ async fn timed(
     // are joined.
     let outcome = match tokio::time::timeout(timeout, Box::pin(fut)).await {
         Ok(outcome) => outcome,
-        Err(_) => {
-            Outcome::critical(format!("no answer within {}", humantime::format_duration(timeout)))
-                .detail("timeout_ms", millis(timeout))
-        }
+        Err(_) => Outcome::critical(format!(
+            "no answer within {}",
+            crate::config::human_duration(timeout)
+        ))
+        .detail("timeout_ms", millis(timeout)),
     };
     CheckResult {
         name,

@@ -402,7 +402,7 @@ where
             Ok(result) => result,
             Err(_) => Err(AttemptError::transient(format!(
                 "no answer within {}",
-                humantime::format_duration(timeout)
+                crate::config::human_duration(timeout)
             ))),
         };
         match result {

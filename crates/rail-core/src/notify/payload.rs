@@ -21,7 +21,7 @@ fn fields(n: &Notification) -> Vec<(String, String, bool)> {
         ("Run".to_owned(), n.run_id.clone(), true),
     ];
     if let Some(duration) = n.duration {
-        out.push(("Duration".into(), format_duration(duration), true));
+        out.push(("Duration".into(), crate::config::human_duration(duration), true));
     }
     if let Some(backup) = &n.backup {
         out.push(("Backup".into(), backup.clone(), true));
@@ -43,16 +43,6 @@ fn fields(n: &Notification) -> Vec<(String, String, bool)> {
         out.push((name.clone(), value.clone(), value.len() <= 40));
     }
     out
-}
-
-/// Durations rounded to what a person reads: `1m 3s`, `850ms`.
-fn format_duration(duration: std::time::Duration) -> String {
-    let rounded = if duration.as_secs() >= 1 {
-        std::time::Duration::from_secs(duration.as_secs())
-    } else {
-        std::time::Duration::from_millis(duration.as_millis() as u64)
-    };
-    humantime::format_duration(rounded).to_string()
 }
 
 fn host() -> String {

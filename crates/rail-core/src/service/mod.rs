@@ -99,9 +99,9 @@ pub enum ServiceError {
         #[source]
         source: dotenvy::Error,
     },
-    #[error("the app ({backend} backend) is not up after {}: {reason}", humantime::format_duration(*after))]
+    #[error("the app ({backend} backend) is not up after {}: {reason}", crate::config::human_duration(*after))]
     NotReady { backend: &'static str, after: Duration, reason: String },
-    #[error("the app (pid {pid}) is still running {} after SIGTERM and SIGKILL", humantime::format_duration(*after))]
+    #[error("the app (pid {pid}) is still running {} after SIGTERM and SIGKILL", crate::config::human_duration(*after))]
     StopTimeout { pid: i32, after: Duration },
     #[error(
         "the pid file {path} names process {pid}, which is not the app (not started from {root}); it was not signalled"

@@ -309,7 +309,7 @@ impl ReleasesController {
             }
         }
         if !wait_dead(pid, self.stop_timeout.saturating_sub(started.elapsed())).await {
-            tracing::warn!(pid, timeout = %humantime::format_duration(self.stop_timeout), "the app did not stop in time; sending SIGKILL");
+            tracing::warn!(pid, timeout = %crate::config::human_duration(self.stop_timeout), "the app did not stop in time; sending SIGKILL");
             // The whole group when the app leads one (gunicorn's workers are in its group).
             if getpgid(Some(Pid::from_raw(pid))) == Ok(Pid::from_raw(pid)) {
                 let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
@@ -531,7 +531,7 @@ impl ServiceController for ReleasesController {
             None => vec![format!(
                 "kill -TERM <pid in {}>  (SIGKILL after {})",
                 self.pid_file.display(),
-                humantime::format_duration(self.stop_timeout)
+                crate::config::human_duration(self.stop_timeout)
             )],
         };
         let start = || {

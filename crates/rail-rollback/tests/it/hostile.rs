@@ -94,6 +94,20 @@ fn hostile_backup_names_are_refused() {
             assert!(out.stderr.contains("invalid backup name"), "{args:?}: {}", out.describe());
         }
     }
+    // A name that reads as options to whatever program is handed it.
+    for args in [
+        vec!["backup", "--name=-rf"],
+        vec!["verify", "--", "-rf"],
+        vec!["rollback", "--yes", "--", "-rf"],
+    ] {
+        let out = env.rollback(&args);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains("must start with a letter or a digit"),
+            "{args:?}: {}",
+            out.describe()
+        );
+    }
     assert!(!env.dir.join("etc").exists());
     assert!(
         !env.backups().exists()

@@ -163,3 +163,49 @@ fn the_older_rollback_config_json_works() {
     assert!(out.stderr.contains("--yes"), "{}", out.describe());
     run(&["rollback", "legacy-config", "--yes"]).assert_success();
 }
+
+#[test]
+fn prune_and_list_touch_only_what_rail_wrote() {
+    let env = Env::new();
+    env.backup("b1");
+    // Another app's backups and a user's folder, beside rail's sets.
+    let foreign = env.backups().join("other-app");
+    fs_err::create_dir_all(foreign.join("2024")).unwrap();
+    fs_err::write(foreign.join("2024/dump.sql"), b"precious").unwrap();
+    let lookalike = env.backups().join("backup_20200101_000000");
+    fs_err::create_dir_all(&lookalike).unwrap();
+    fs_err::write(lookalike.join("notes.txt"), b"mine").unwrap();
+
+    let list = env.rollback(&["list", "--format", "json"]).json();
+    let status = |name: &str| {
+        list.as_array().unwrap().iter().find(|e| e["name"] == name).map(|e| e["status"].clone())
+    };
+    assert_eq!(status("other-app"), Some("foreign".into()), "{list}");
+    assert_eq!(status("backup_20200101_000000"), Some("foreign".into()), "{list}");
+    assert_eq!(status("b1"), Some("complete".into()), "{list}");
+
+    let out = env.rollback_with(
+        &["prune"],
+        &[("RAIL_BACKUP__KEEP_LAST", "1"), ("RAIL_BACKUP__MAX_AGE_DAYS", "1")],
+    );
+    out.assert_success();
+    assert!(foreign.join("2024/dump.sql").is_file(), "{}", out.describe());
+    assert!(lookalike.join("notes.txt").is_file(), "{}", out.describe());
+    assert!(env.set_dir("b1").is_dir());
+    let out = env.rollback(&["rollback", "other-app", "--yes"]);
+    assert_ne!(out.code, Some(0));
+    assert!(out.stderr.contains("no backup `other-app`"), "{}", out.describe());
+    assert!(foreign.join("2024/dump.sql").is_file());
+
+    // The root of the file system, or a directory of the app, is refused before anything is read.
+    for dir in ["/", "/etc"] {
+        let out = env.rollback_with(&["prune", "--dry-run"], &[("RAIL_BACKUP_DIR", dir)]);
+        out.assert_code(2);
+        assert!(out.stderr.contains("system directory"), "{}", out.describe());
+        assert!(!out.stdout.contains("/etc") && !out.stdout.contains("root"), "{}", out.describe());
+    }
+    let inside = env.static_dir().join("backups");
+    let out = env.rollback_with(&["list"], &[("RAIL_BACKUP_DIR", inside.to_str().unwrap())]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("is inside app.static_dir"), "{}", out.describe());
+}

@@ -197,3 +197,43 @@ fn the_demo_app_v2_field_shows_as_a_safe_addition() {
     assert_eq!(out.json()["counts"]["breaking"], 0, "{changes:#?}");
     out.assert_success();
 }
+
+/// A server that answers every request with a redirect to `location`, and counts the requests.
+fn redirector(location: String) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/graphql/", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let head = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = stream.write_all(head.as_bytes());
+        }
+    });
+    url
+}
+
+#[test]
+fn a_capture_url_never_leads_to_another_service() {
+    let dir = TestDir::new();
+    let store = dir.join("store");
+    // The other service would answer a valid schema: following the redirect would "work".
+    let schema = fs_err::read(public_schema("shopify_storefront_2026-01_d46c8864.json")).unwrap();
+    let other = Server::start(200, schema);
+    for status_target in [other.url.clone(), other.url.replace("/graphql/", "/admin/")] {
+        let url = redirector(status_target);
+        let out = run_in(&store, &["create", "--version", "1.0.0", "--from-url", &url]);
+        out.assert_code(2);
+        assert!(out.stderr.contains("does not follow redirects"), "{}", out.describe());
+        assert!(out.stderr.contains("307"), "{}", out.describe());
+    }
+    assert!(other.requests.lock().unwrap().is_empty(), "the redirect was followed");
+}
