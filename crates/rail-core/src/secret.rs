@@ -62,18 +62,72 @@ pub fn redact_url(raw: &str) -> String {
             let _ = parsed.set_password(Some(REDACTED));
             parsed.to_string()
         }
-        Ok(_) => raw.to_owned(),
-        Err(_) => redact_userinfo(raw),
+        // `user:pw@host` without a scheme parses as a URL of scheme `user`: look at it as text.
+        Ok(_) | Err(_) => redact_credentials(raw),
     }
 }
 
-fn redact_userinfo(raw: &str) -> String {
-    let Some(scheme_end) = raw.find("://") else { return raw.to_owned() };
-    let rest = &raw[scheme_end + 3..];
+/// Redact credentials wherever they sit in free text (an error message quoting a line of a file, a
+/// malformed URL): the password of `scheme://user:pw@host`, of a scheme-less `user:pw@host`, and the
+/// value of libpq's `password=…` keyword.
+pub fn redact_credentials(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    // Tokens end at whitespace and quotes, so a URL inside a quoted TOML value is one token.
+    while let Some(start) = rest.find(|c: char| !is_token_end(c)) {
+        out.push_str(&rest[..start]);
+        let token_len = rest[start..].find(is_token_end).unwrap_or(rest.len() - start);
+        out.push_str(&redact_token(&rest[start..start + token_len]));
+        rest = &rest[start + token_len..];
+    }
+    out.push_str(rest);
+    redact_password_keyword(&out)
+}
+
+fn is_token_end(c: char) -> bool {
+    c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')' | '<' | '>')
+}
+
+/// `user:pw@host…` (after an optional `scheme://`) with the password replaced.
+fn redact_token(token: &str) -> String {
+    let (head, rest) = match token.find("://") {
+        Some(i) => token.split_at(i + 3),
+        None => ("", token),
+    };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else { return raw.to_owned() };
-    let Some(colon) = rest[..at].find(':') else { return raw.to_owned() };
-    format!("{}{}{REDACTED}{}", &raw[..scheme_end + 3], &rest[..=colon], &rest[at..])
+    let Some(at) = rest[..authority_end].rfind('@') else { return token.to_owned() };
+    let Some(colon) = rest[..at].find(':') else { return token.to_owned() };
+    format!("{head}{}{REDACTED}{}", &rest[..=colon], &rest[at..])
+}
+
+/// `password=secret`, `password = 'secret'` (libpq's key=value form), any case.
+fn redact_password_keyword(text: &str) -> String {
+    let lower = text.to_ascii_lowercase();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut search = 0;
+    while let Some(found) = lower[search..].find("password") {
+        let key_end = search + found + "password".len();
+        let after = &text[key_end..];
+        let spaces = after.len() - after.trim_start().len();
+        let Some(value_part) = after.trim_start().strip_prefix('=') else {
+            search = key_end;
+            continue;
+        };
+        let value_start = key_end + spaces + 1 + (value_part.len() - value_part.trim_start().len());
+        let value = &text[value_start..];
+        let value_len = if let Some(quoted) = value.strip_prefix('\'') {
+            quoted.find('\'').map_or(value.len(), |end| end + 2)
+        } else {
+            value.find(|c: char| c.is_whitespace() || c == '"').unwrap_or(value.len())
+        };
+        out.push_str(&text[copied..value_start]);
+        out.push_str(REDACTED);
+        copied = value_start + value_len;
+        search = copied;
+    }
+    out.push_str(&text[copied..]);
+    out
 }
 
 /// Replace every occurrence of each secret in `text` with [`REDACTED`].
@@ -114,6 +168,31 @@ mod tests {
             "postgresql://u:***@host:notaport/db"
         );
         assert_eq!(redact_url("redis://:pw@[bad/0"), "redis://:***@[bad/0");
+    }
+
+    #[test]
+    fn credentials_in_free_text_are_redacted() {
+        let cases = [
+            (
+                "invalid database URL rail:hunter2@127.0.0.1/db",
+                "invalid database URL rail:***@127.0.0.1/db",
+            ),
+            (
+                "host=h user=rail password=hunter2 dbname=x",
+                "host=h user=rail password=*** dbname=x",
+            ),
+            ("host=h PASSWORD = 'hunt er2' port=5", "host=h PASSWORD = *** port=5"),
+            (
+                "2 | url = \"postgresql://rail:hunter2@h/db\n  |   ^ invalid",
+                "2 | url = \"postgresql://rail:***@h/db\n  |   ^ invalid",
+            ),
+            ("see https://example.org/a:b@c and a@b", "see https://example.org/a:b@c and a@b"),
+            ("password_reset is fine, mail a@b:1", "password_reset is fine, mail a@b:1"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_credentials(text), want, "{text}");
+        }
+        assert_eq!(redact_url("rail:hunter2@127.0.0.1/db"), "rail:***@127.0.0.1/db");
     }
 
     #[test]

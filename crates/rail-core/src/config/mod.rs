@@ -520,10 +520,11 @@ fn read_file(path: &Path, schema: &Map<String, Value>) -> Result<Map<String, Val
             source: Box::new(e),
         })?
     } else {
+        // toml's error quotes the offending line, which may hold a URL with its password.
         let table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             format: "TOML",
-            source: Box::new(e),
+            source: crate::secret::redact_credentials(&e.to_string()).into(),
         })?;
         serde_json::to_value(table).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),

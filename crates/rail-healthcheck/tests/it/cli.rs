@@ -41,6 +41,37 @@ fn a_malformed_url_is_a_configuration_error_without_its_password() {
 }
 
 #[test]
+fn no_malformed_form_of_a_url_shows_its_password() {
+    for url in [
+        // No scheme: parses as a URL of scheme `rail` with no password.
+        "rail:hunter2@127.0.0.1/db",
+        // libpq's key=value form, with a port that does not parse.
+        "host=127.0.0.1 port=notaport user=rail password=hunter2 dbname=x",
+        "postgresql://rail:hunter2@[bad/db",
+    ] {
+        for format in ["text", "json"] {
+            let mut env = Env::stack();
+            env.set("DATABASE_URL", url);
+            let out = env.run(&["--check", "database", "--format", format]);
+            assert!(
+                !out.stdout.contains("hunter2") && !out.stderr.contains("hunter2"),
+                "{url}: {}",
+                out.describe()
+            );
+        }
+    }
+    // A TOML error quotes the broken line: the password in it is redacted.
+    let dir = rail_testkit::TestDir::new();
+    let config = dir.write("bad.toml", "[database]\nurl = \"postgresql://rail:hunter2@h/db\n");
+    let env = Env::stack();
+    let out = env.run(&["--config", config.to_str().unwrap()]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("not valid TOML"), "{}", out.describe());
+    assert!(out.stderr.contains("rail:***@h/db"), "{}", out.describe());
+    assert!(!out.stderr.contains("hunter2"), "{}", out.describe());
+}
+
+#[test]
 fn bad_flags_are_usage_errors() {
     let env = Env::stack();
     env.run(&["--format", "yaml"]).assert_code(2);
