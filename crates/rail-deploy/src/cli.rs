@@ -132,9 +132,16 @@ pub enum MaintenanceAction {
         /// How long before maintenance expires by itself (e.g. 30m)
         #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
         ttl: Option<std::time::Duration>,
+        /// Change maintenance even while a deploy or rollback runs (it owns maintenance until it ends)
+        #[arg(long)]
+        force: bool,
     },
     /// Take the app out of maintenance
-    Off,
+    Off {
+        /// Switch maintenance off even while a deploy or rollback runs: its window would be cut open
+        #[arg(long)]
+        force: bool,
+    },
     /// Show whether maintenance is on, since when, by which run, and whether it is stale
     Status,
 }

@@ -46,6 +46,36 @@ pub(crate) async fn disable(cfg: &Config) -> anyhow::Result<Value> {
 }
 
 /// `deploy maintenance on|off|status`.
+/// A deploy or rollback owns maintenance while it runs: switching it by hand then would open its
+/// window mid-migration, or close it. Refused unless `--force`, which says so loudly.
+async fn refuse_during_a_run(cfg: &rail_core::config::Config, force: bool) -> anyhow::Result<()> {
+    let Some(url) = cfg.database_url() else { return Ok(()) };
+    let holder = match rail_core::db::DbTarget::parse(&url) {
+        Ok(db) => rail_core::lock::current_holder(&db).await,
+        Err(error) => return Err(anyhow::Error::new(error)),
+    };
+    match holder {
+        Ok(None) => Ok(()),
+        Ok(Some(owner)) if force => {
+            output::stderr_line(&format!(
+                "WARNING: {owner} is running and owns maintenance; changing it anyway (--force)"
+            ));
+            Ok(())
+        }
+        Ok(Some(owner)) => Err(crate::Refusal(format!(
+            "{owner} is running and owns maintenance until it ends; wait for it, or pass --force"
+        ))
+        .into()),
+        Err(error) => {
+            output::stderr_line(&format!(
+                "warning: cannot tell whether a deploy or rollback is running ({}); changing maintenance anyway",
+                rail_core::backup::error_chain(&error)
+            ));
+            Ok(())
+        }
+    }
+}
+
 pub(crate) async fn command(
     cli: &crate::Cli,
     loaded: &Loaded,
@@ -53,8 +83,11 @@ pub(crate) async fn command(
 ) -> anyhow::Result<u8> {
     let cfg = &loaded.config;
     let json_out = cli.format == OutputFormat::Json;
+    if let MaintenanceAction::On { force, .. } | MaintenanceAction::Off { force } = action {
+        refuse_during_a_run(cfg, *force).await?;
+    }
     match action {
-        MaintenanceAction::On { reason, ttl } => {
+        MaintenanceAction::On { reason, ttl, .. } => {
             let ttl = ttl.unwrap_or(cfg.maintenance.ttl.get());
             let run_id = RunId::new();
             let state = maintenance::enable(cfg, run_id.as_str(), reason, ttl).await?;
@@ -73,7 +106,7 @@ pub(crate) async fn command(
                 ))?;
             }
         }
-        MaintenanceAction::Off => {
+        MaintenanceAction::Off { .. } => {
             let warnings = maintenance::disable(cfg).await?;
             for warning in &warnings {
                 output::stderr_line(&format!("warning: {warning}"));

@@ -50,3 +50,35 @@ fn a_second_deploy_is_refused_and_a_waiting_one_runs_after_the_first() {
     );
     assert_eq!(w.served_release().as_deref(), Some("v2"));
 }
+
+#[test]
+fn maintenance_by_hand_is_refused_while_a_deploy_runs() {
+    let w = World::new("v1", &["v2"]);
+    let mut first = w
+        .deploy(&["--version", "v2", "--yes"])
+        .env("RAIL_DEPLOY__RUN_TESTS", "true")
+        .env("RAIL_DEPLOY__TEST_COMMAND", "sleep,8")
+        .spawn();
+    wait_for("the first deploy's pre-checks", Duration::from_secs(120), || {
+        w.run_ids().first().is_some_and(|id| !w.journal(id).begun().is_empty())
+    });
+    let run_id = w.only_run_id();
+    for action in ["off", "on"] {
+        let out = w.deploy(&["maintenance", action]).run();
+        assert_eq!(out.code, Some(3), "maintenance {action} is refused\n{}", out.describe());
+        let text = all_output(&out);
+        assert!(text.contains(&run_id) && text.contains("--force"), "{text}");
+    }
+    assert!(!first.finished(), "the deploy still runs");
+    let forced = w.deploy(&["maintenance", "off", "--force"]).run();
+    forced.assert_success();
+    assert!(
+        forced.stderr.contains("WARNING") && forced.stderr.contains(&run_id),
+        "{}",
+        forced.describe()
+    );
+    first.wait().assert_success();
+    // With no run, maintenance is the operator's again.
+    w.deploy(&["maintenance", "on"]).run().assert_success();
+    w.deploy(&["maintenance", "off"]).run().assert_success();
+}
