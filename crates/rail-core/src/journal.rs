@@ -624,8 +624,10 @@ pub mod audit {
     //!
     //! Appends take an exclusive `flock` on the file (through nix, already a dependency) so that runs on
     //! one host, or on hosts sharing the directory over a filesystem that honours flock, never interleave.
-    //! The chain cannot show that the newest lines were removed or the last one edited; keep a copy of
-    //! the newest hash elsewhere (a notification carries the run id) when that matters.
+    //! The chain alone cannot show that the newest lines were removed or the last one edited, so every
+    //! append also rewrites `audit.head` (atomically): the line count and the hash of the last line,
+    //! authenticated with the backup key when one is configured. [`verify`] compares the log's end with
+    //! it; a missing head is reported as such.
 
     use std::io::{BufRead, Write};
     use std::os::unix::fs::FileExt;
@@ -639,9 +641,64 @@ pub mod audit {
     use sha2::{Digest, Sha256};
 
     use super::{RunId, RunKind, RunOutcome};
+    use crate::backup::Keyring;
 
     /// File name of the audit log inside the journal directory.
     pub const FILE_NAME: &str = "audit.log";
+    /// File name of the head: what the end of the log must be.
+    pub const HEAD_FILE: &str = "audit.head";
+    /// Label of the head's MAC.
+    const HEAD_LABEL: &[u8] = b"rail audit head v1\n";
+
+    /// `audit.head`: the number of lines and the hash of the last one, and its MAC.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct Head {
+        pub lines: usize,
+        pub last_sha256: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub key_id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub mac: Option<String>,
+    }
+
+    impl Head {
+        fn signed_text(&self) -> String {
+            format!("lines={}\nlast={}\n", self.lines, self.last_sha256)
+        }
+    }
+
+    fn head_path(log: &Path) -> PathBuf {
+        log.with_file_name(HEAD_FILE)
+    }
+
+    /// Write the head beside `log` atomically (0600, fsynced, renamed over the old one).
+    fn write_head(
+        log: &Path,
+        lines: usize,
+        last_sha256: String,
+        keys: Option<&Keyring>,
+    ) -> Result<(), AuditError> {
+        let mut head = Head { lines, last_sha256, key_id: None, mac: None };
+        if let Some((key_id, mac)) =
+            keys.and_then(|k| k.sign_bytes(HEAD_LABEL, head.signed_text().as_bytes()))
+        {
+            head.key_id = Some(key_id);
+            head.mac = Some(mac);
+        }
+        let path = head_path(log);
+        let tmp = path.with_extension("head.tmp");
+        let mut file = fs_err::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(io_error(&tmp))?;
+        let mut bytes = serde_json::to_vec(&head).expect("heads always serialize");
+        bytes.push(b'\n');
+        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io_error(&tmp))?;
+        fs_err::rename(&tmp, &path).map_err(io_error(&path))
+    }
     /// `prev_sha256` of the first line.
     pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -708,8 +765,13 @@ pub mod audit {
         hex::encode(Sha256::digest(bytes))
     }
 
-    /// Append `record`, chained to the current last line. The file is created 0600 if missing.
-    pub fn append(path: &Path, record: &AuditRecord) -> Result<AuditEntry, AuditError> {
+    /// Append `record`, chained to the current last line, and rewrite the head (its MAC made with
+    /// `keys`' signing key, when there is one). The file is created 0600 if missing.
+    pub fn append(
+        path: &Path,
+        record: &AuditRecord,
+        keys: Option<&Keyring>,
+    ) -> Result<AuditEntry, AuditError> {
         if let Some(parent) = path.parent() {
             super::ensure_private_dir(parent).map_err(|e| match e {
                 super::JournalError::Io { path, source } => AuditError::Io { path, source },
@@ -749,8 +811,24 @@ pub mod audit {
         let mut line = serde_json::to_vec(&entry).expect("audit lines always serialize");
         line.push(b'\n');
         file.write_all(&line).and_then(|()| file.sync_data()).map_err(io_error(path))?;
+        let lines = count_lines(&file, path)?;
+        write_head(path, lines, sha256_hex(&line[..line.len() - 1]), keys)?;
         // Dropping the Flock unlocks the file.
         Ok(entry)
+    }
+
+    fn count_lines(file: &std::fs::File, path: &Path) -> Result<usize, AuditError> {
+        let mut reader = std::io::BufReader::new(file.try_clone().map_err(io_error(path))?);
+        std::io::Seek::seek(&mut reader, std::io::SeekFrom::Start(0)).map_err(io_error(path))?;
+        let mut count = 0;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).map_err(io_error(path))? {
+                0 => return Ok(count),
+                _ => count += 1,
+            }
+        }
     }
 
     /// Offset of the first byte after the last newline before `end` (0 when there is none).
@@ -829,8 +907,12 @@ pub mod audit {
     pub struct Verification {
         /// Lines read.
         pub lines: usize,
-        /// The first line whose link to the line before it is broken.
+        /// The first line whose link to the line before it is broken, or the end that does not match
+        /// the head.
         pub broken: Option<BrokenLink>,
+        /// Whether the end of the log could be checked against its head (absent for logs written by
+        /// older versions, or when the head was deleted).
+        pub anchored: bool,
     }
 
     impl Verification {
@@ -857,6 +939,11 @@ pub mod audit {
         /// Its `prev_sha256` is not the hash of the line before it: that line was edited, or lines
         /// between were deleted or inserted.
         HashMismatch { expected: String, found: String },
+        /// The log ends otherwise than its head says: its last lines were removed or the last one
+        /// edited.
+        TailMismatch { head_lines: usize },
+        /// The head's MAC does not match it, or names a key that is not configured.
+        HeadForged,
     }
 
     impl std::fmt::Display for BrokenLink {
@@ -869,26 +956,47 @@ pub mod audit {
                     "line {} does not follow the line before it (that line was changed, or lines were removed)",
                     self.line
                 ),
+                BrokenReason::TailMismatch { head_lines } => write!(
+                    f,
+                    "the log ends at line {} but its head says {head_lines} lines ending otherwise: its last lines were removed or changed",
+                    self.line
+                ),
+                BrokenReason::HeadForged => write!(
+                    f,
+                    "its head ({HEAD_FILE}) is not authenticated by the backup key: it was rewritten"
+                ),
             }
         }
     }
 
-    /// Check the whole chain and report the first broken link.
-    pub fn verify(path: &Path) -> Result<Verification, AuditError> {
+    /// Check the whole chain and the log's end against its head (its MAC with `keys`, when the head
+    /// has one), and report the first broken link.
+    pub fn verify(path: &Path, keys: Option<&Keyring>) -> Result<Verification, AuditError> {
+        let head = read_head(path);
         let file = match fs_err::File::open(path) {
             Ok(file) => file,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Verification { lines: 0, broken: None });
+                // The whole log deleted, its head left behind: that is tampering too.
+                let broken = head.filter(|h| h.lines > 0).map(|h| BrokenLink {
+                    line: 0,
+                    reason: BrokenReason::TailMismatch { head_lines: h.lines },
+                });
+                return Ok(Verification { lines: 0, broken, anchored: true });
             }
             Err(source) => return Err(AuditError::Io { path: path.to_owned(), source }),
         };
+        let anchored = head.is_some();
         let mut expected = GENESIS.to_owned();
         let mut count = 0;
         for (index, line) in lines(file, path) {
             let line = line?;
             count = index + 1;
             let broken = |reason| {
-                Ok(Verification { lines: count, broken: Some(BrokenLink { line: count, reason }) })
+                Ok(Verification {
+                    lines: count,
+                    broken: Some(BrokenLink { line: count, reason }),
+                    anchored,
+                })
             };
             let Some(body) = line.strip_suffix(b"\n") else {
                 return broken(BrokenReason::Incomplete);
@@ -904,7 +1012,38 @@ pub mod audit {
             }
             expected = sha256_hex(body);
         }
-        Ok(Verification { lines: count, broken: None })
+        let mut broken = None;
+        if let Some(head) = head {
+            let forged = match (&head.key_id, &head.mac, keys) {
+                (Some(key_id), Some(mac), Some(keys)) => {
+                    keys.verify_bytes(HEAD_LABEL, head.signed_text().as_bytes(), key_id, mac)
+                        != Some(true)
+                }
+                // A head written with a key, read without one, cannot be checked; a head written
+                // without a key while one is configured now proves nothing either way.
+                _ => false,
+            };
+            if forged {
+                broken = Some(BrokenLink { line: count, reason: BrokenReason::HeadForged });
+            } else if head.lines != count || (count > 0 && head.last_sha256 != expected) {
+                broken = Some(BrokenLink {
+                    line: count,
+                    reason: BrokenReason::TailMismatch { head_lines: head.lines },
+                });
+            }
+        }
+        Ok(Verification { lines: count, broken, anchored })
+    }
+
+    fn read_head(log: &Path) -> Option<Head> {
+        let text = fs_err::read(head_path(log)).ok()?;
+        // An unreadable head is as good as a forged one: the end cannot match it.
+        Some(serde_json::from_slice(&text).unwrap_or(Head {
+            lines: usize::MAX,
+            last_sha256: String::new(),
+            key_id: None,
+            mac: None,
+        }))
     }
 }
 

@@ -326,7 +326,8 @@ fn append_audit(
         host: journal::host_name(),
     };
     let path = audit::path(&journal_dir(loaded));
-    if let Err(e) = audit::append(&path, &record) {
+    let keys = rail_core::backup::keyring(&loaded.config).ok();
+    if let Err(e) = audit::append(&path, &record, keys.as_ref()) {
         tracing::warn!("could not append to the audit log {}: {e:#}", path.display());
     }
 }
@@ -433,6 +434,8 @@ async fn status(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
 fn history(cli: &Cli, loaded: &Loaded, limit: Option<usize>) -> anyhow::Result<u8> {
     let path = audit::path(&journal_dir(loaded));
     let entries = audit::read(&path, limit.unwrap_or(20))?;
+    let keys = rail_core::backup::keyring(&loaded.config).ok();
+    warn_if_tampered(&path, &audit::verify(&path, keys.as_ref())?);
     if cli.format == rail_core::cli::OutputFormat::Json {
         output::stdout_line(&serde_json::to_string_pretty(&entries)?)?;
     } else if entries.is_empty() {
@@ -443,6 +446,22 @@ fn history(cli: &Cli, loaded: &Loaded, limit: Option<usize>) -> anyhow::Result<u
         }
     }
     Ok(exit::SUCCESS)
+}
+
+/// Say loudly when the audit log was changed, or when its end cannot be checked.
+pub(crate) fn warn_if_tampered(path: &std::path::Path, chain: &audit::Verification) {
+    if let Some(broken) = &chain.broken {
+        output::stderr_line(&format!(
+            "warning: the audit log {} was tampered with: {broken}",
+            path.display()
+        ));
+    } else if !chain.anchored && chain.lines > 0 {
+        output::stderr_line(&format!(
+            "warning: the audit log {} has no {} beside it: its last lines cannot be checked (written by an older rail, or the head was removed)",
+            path.display(),
+            audit::HEAD_FILE
+        ));
+    }
 }
 
 /// One audit entry as a line of text.

@@ -23,6 +23,8 @@ pub(crate) struct Run {
     pub journal: Journal,
     pub started: Instant,
     pub journal_dir: std::path::PathBuf,
+    /// Authenticates the audit log's head.
+    pub keys: Option<backup::Keyring>,
 }
 
 impl Run {
@@ -70,7 +72,8 @@ impl Run {
         let journal = Journal::create(&journal_dir, &id, RunKind::Rollback, meta)
             .context("creating the run journal")?;
         tracing::info!(run_id = %id, command, "run started");
-        Ok((Self { id, lock, journal, started: Instant::now(), journal_dir }, unfinished))
+        let keys = backup::keyring(&ctx.cfg).ok();
+        Ok((Self { id, lock, journal, started: Instant::now(), journal_dir, keys }, unfinished))
     }
 
     /// Run `work` as the journal step `name`, after checking the lock is still held.
@@ -109,7 +112,7 @@ impl Run {
         audit_record: Option<AuditInfo>,
     ) -> anyhow::Result<()> {
         let duration_ms = self.started.elapsed().as_millis() as u64;
-        let Self { id, lock, journal, journal_dir, .. } = self;
+        let Self { id, lock, journal, journal_dir, keys, .. } = self;
         journal.finish(outcome)?;
         if let Some(info) = audit_record {
             let record = audit::AuditRecord {
@@ -125,7 +128,7 @@ impl Run {
                 user: journal::current_user(),
                 host: journal::host_name(),
             };
-            if let Err(error) = audit::append(&audit::path(&journal_dir), &record) {
+            if let Err(error) = audit::append(&audit::path(&journal_dir), &record, keys.as_ref()) {
                 tracing::error!(error = %backup::error_chain(&error), "cannot append to the audit log");
             }
         }

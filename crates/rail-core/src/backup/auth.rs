@@ -220,6 +220,26 @@ impl Keyring {
     }
 }
 
+impl Keyring {
+    /// A MAC of `data` under the signing key, for other records rail keeps beside the sets (the audit
+    /// log's head): `(key id, hex MAC)`, or `None` without a key.
+    pub fn sign_bytes(&self, label: &[u8], data: &[u8]) -> Option<(String, String)> {
+        let key = self.signing.as_ref()?;
+        let mut message = label.to_vec();
+        message.extend_from_slice(data);
+        Some((key.id.clone(), hex::encode(hmac::sign(&key.key, &message).as_ref())))
+    }
+
+    /// Check a MAC made by [`Keyring::sign_bytes`]: `None` when no configured key has `key_id`.
+    pub fn verify_bytes(&self, label: &[u8], data: &[u8], key_id: &str, mac: &str) -> Option<bool> {
+        let key = self.signing.iter().chain(&self.previous).find(|k| k.id == key_id)?;
+        let mut message = label.to_vec();
+        message.extend_from_slice(data);
+        let tag = hex::decode(mac).ok()?;
+        Some(hmac::verify(&key.key, &message, &tag).is_ok())
+    }
+}
+
 /// Create a new key file at `path` (0600, fsynced), refusing to replace one unless `force`. Returns the
 /// new key's id; the key itself is never printed.
 pub fn generate_key_file(path: &Path, force: bool) -> Result<String, KeyError> {

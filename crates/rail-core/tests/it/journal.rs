@@ -203,20 +203,20 @@ fn audit_lines_chain_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = audit::path(&dir.path().join("journal"));
     assert!(audit::read(&path, 10).unwrap().is_empty());
-    assert!(audit::verify(&path).unwrap().is_intact());
+    assert!(audit::verify(&path, None).unwrap().is_intact());
 
-    let first = audit::append(&path, &record(1)).unwrap();
+    let first = audit::append(&path, &record(1), None).unwrap();
     assert_eq!(first.prev_sha256, audit::GENESIS);
-    let second = audit::append(&path, &record(2)).unwrap();
+    let second = audit::append(&path, &record(2), None).unwrap();
     let first_line = fs_err::read_to_string(&path).unwrap().lines().next().unwrap().to_owned();
     assert_eq!(
         second.prev_sha256,
         hex::encode(<sha2::Sha256 as sha2::Digest>::digest(first_line.as_bytes()))
     );
-    audit::append(&path, &record(3)).unwrap();
+    audit::append(&path, &record(3), None).unwrap();
     assert_eq!(mode(&path), 0o600);
 
-    let verification = audit::verify(&path).unwrap();
+    let verification = audit::verify(&path, None).unwrap();
     assert_eq!(verification.lines, 3);
     assert!(verification.is_intact());
 
@@ -246,7 +246,7 @@ fn chain_of(n: u64) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(audit::FILE_NAME);
     for i in 1..=n {
-        audit::append(&path, &record(i)).unwrap();
+        audit::append(&path, &record(i), None).unwrap();
     }
     (dir, path)
 }
@@ -258,7 +258,7 @@ fn audit_verify_finds_an_edited_line() {
     let edited = text.replacen("\"duration_ms\":2,", "\"duration_ms\":20,", 1);
     assert_ne!(edited, text);
     fs_err::write(&path, edited).unwrap();
-    let broken = audit::verify(&path).unwrap().broken.unwrap();
+    let broken = audit::verify(&path, None).unwrap().broken.unwrap();
     // Line 2 was edited: the link from line 3 to it breaks.
     assert_eq!(broken.line, 3);
     assert!(matches!(broken.reason, BrokenReason::HashMismatch { .. }));
@@ -271,14 +271,14 @@ fn audit_verify_finds_a_deleted_line() {
     let mut lines: Vec<&str> = text.lines().collect();
     lines.remove(3);
     fs_err::write(&path, format!("{}\n", lines.join("\n"))).unwrap();
-    assert_eq!(audit::verify(&path).unwrap().broken.unwrap().line, 4);
+    assert_eq!(audit::verify(&path, None).unwrap().broken.unwrap().line, 4);
 
     // Deleting the first line is caught too: the new first line does not start the chain.
     let (_dir, path) = chain_of(3);
     let text = fs_err::read_to_string(&path).unwrap();
     let rest: String = text.split_inclusive('\n').skip(1).collect();
     fs_err::write(&path, rest).unwrap();
-    assert_eq!(audit::verify(&path).unwrap().broken.unwrap().line, 1);
+    assert_eq!(audit::verify(&path, None).unwrap().broken.unwrap().line, 1);
 }
 
 #[test]
@@ -287,10 +287,13 @@ fn audit_append_after_a_torn_line_keeps_the_chain() {
     let mut file = fs_err::OpenOptions::new().append(true).open(&path).unwrap();
     file.write_all(br#"{"ts":"2026-01-02T03:04"#).unwrap();
     drop(file);
-    assert_eq!(audit::verify(&path).unwrap().broken.unwrap().reason, BrokenReason::Incomplete);
+    assert_eq!(
+        audit::verify(&path, None).unwrap().broken.unwrap().reason,
+        BrokenReason::Incomplete
+    );
     assert_eq!(audit::read(&path, 10).unwrap().len(), 2);
-    audit::append(&path, &record(3)).unwrap();
-    let verification = audit::verify(&path).unwrap();
+    audit::append(&path, &record(3), None).unwrap();
+    let verification = audit::verify(&path, None).unwrap();
     assert_eq!(verification.lines, 3);
     assert!(verification.is_intact());
 }
@@ -304,12 +307,67 @@ fn concurrent_audit_appends_never_interleave() {
             let path = &path;
             scope.spawn(move || {
                 for i in 0..25 {
-                    audit::append(path, &record(t * 100 + i)).unwrap();
+                    audit::append(path, &record(t * 100 + i), None).unwrap();
                 }
             });
         }
     });
-    let verification = audit::verify(&path).unwrap();
+    let verification = audit::verify(&path, None).unwrap();
     assert_eq!(verification.lines, 100);
     assert!(verification.is_intact(), "{verification:?}");
+}
+
+#[test]
+fn the_end_of_the_audit_log_is_checked_against_its_head() {
+    use rail_core::backup::auth::{BackupKey, Keyring};
+    let keys = Keyring::single(
+        BackupKey::parse(&format!("rail-backup-key-v1:{}", "11".repeat(32)), "test").unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = audit::path(&dir.path().join("journal"));
+    for i in 1..=4 {
+        audit::append(&path, &record(i), Some(&keys)).unwrap();
+    }
+    let head = path.with_file_name(audit::HEAD_FILE);
+    assert_eq!(mode(&head), 0o600);
+    let verification = audit::verify(&path, Some(&keys)).unwrap();
+    assert!(verification.is_intact() && verification.anchored, "{verification:?}");
+    let original = fs_err::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let broken_at = |text: &str| {
+        fs_err::write(&path, text).unwrap();
+        let v = audit::verify(&path, Some(&keys)).unwrap();
+        v.broken.map(|b| (b.line, b.to_string()))
+    };
+
+    // The last line deleted; the last two; everything but the first.
+    for keep in [3, 2, 1] {
+        let text: String = lines[..keep].iter().flat_map(|l| [*l, "\n"]).collect();
+        let (line, why) = broken_at(&text).expect("a truncated log is caught");
+        assert_eq!(line, keep);
+        assert!(why.contains("last lines were removed or changed"), "{why}");
+    }
+    // The last line edited (its own chain link left intact).
+    let edited = original.replacen("\"duration_ms\":4", "\"duration_ms\":5", 1);
+    assert_ne!(edited, original);
+    assert!(broken_at(&edited).is_some(), "an edited last line is caught");
+    // The whole log removed.
+    fs_err::remove_file(&path).unwrap();
+    assert!(audit::verify(&path, Some(&keys)).unwrap().broken.is_some());
+
+    // A head rewritten to match a truncated log, without the key, is caught by its MAC.
+    let text: String = lines[..3].iter().flat_map(|l| [*l, "\n"]).collect();
+    fs_err::write(&path, &text).unwrap();
+    let last = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(lines[2].as_bytes()));
+    let forged = format!(
+        "{{\"lines\":3,\"last_sha256\":\"{last}\",\"key_id\":\"{}\",\"mac\":\"{}\"}}\n",
+        keys.signing().unwrap().id(),
+        "00".repeat(32)
+    );
+    fs_err::write(&head, forged).unwrap();
+    let why = audit::verify(&path, Some(&keys)).unwrap().broken.expect("caught").to_string();
+    assert!(why.contains("not authenticated"), "{why}");
+    // A head removed: the end cannot be checked, and the verification says so.
+    fs_err::remove_file(&head).unwrap();
+    assert!(!audit::verify(&path, Some(&keys)).unwrap().anchored);
 }
