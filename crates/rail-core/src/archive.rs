@@ -31,6 +31,10 @@ const BUF_SIZE: usize = 256 * 1024;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ArchiveError {
+    #[error("{} holds more {what} than its manifest announced ({found} found so far, {announced} announced): refused before it could fill the disk", archive.display())]
+    OverLimit { archive: PathBuf, what: &'static str, announced: u64, found: u64 },
+    #[error("extracting into {} would leave less than {min_free} bytes free (an entry of {needed} bytes, {free} free)", path.display())]
+    NoSpace { path: PathBuf, needed: u64, free: u64, min_free: u64 },
     #[error("cannot read {}", path.display())]
     Read {
         path: PathBuf,
@@ -275,8 +279,15 @@ pub fn write_tar(
         .map_err(|source| ArchiveError::Write { path: dest.to_owned(), source })?;
     let mut builder = tar::Builder::new(encoder);
     builder.follow_symlinks(false);
-    let mut state =
-        WalkState { root: tree, dest, opts, entries: 0, content_bytes: 0, skipped: Vec::new() };
+    let mut state = WalkState {
+        root: tree,
+        dest,
+        opts,
+        entries: 0,
+        content_bytes: 0,
+        skipped: Vec::new(),
+        links: Links::new(),
+    };
 
     let write_err = |source| ArchiveError::Write { path: dest.to_owned(), source };
     let meta = fs_err::symlink_metadata(tree)
@@ -311,6 +322,8 @@ struct WalkState<'a> {
     entries: u64,
     content_bytes: u64,
     skipped: Vec<String>,
+    /// The links written so far, resolved as the reader will resolve them.
+    links: Links,
 }
 
 type Builder = tar::Builder<Encoder<HashingWriter<BufWriter<fs_err::File>>>>;
@@ -397,7 +410,8 @@ impl WalkState<'_> {
     ) -> Result<(), ArchiveError> {
         let target = fs_err::read_link(path)
             .map_err(|source| ArchiveError::Read { path: path.to_owned(), source })?;
-        if resolve_link(rel.parent().unwrap_or(Path::new("")), &target).is_some() {
+        if resolve_link(&self.links, rel.parent().unwrap_or(Path::new("")), &target).is_some() {
+            self.links.insert(rel.to_owned(), target.clone());
             let mut header = tar::Header::new_gnu();
             header.set_metadata_in_mode(meta, tar::HeaderMode::Complete);
             header.set_entry_type(tar::EntryType::Symlink);
@@ -474,13 +488,21 @@ impl Read for ExactReader<'_> {
     }
 }
 
-/// Resolve the link `target`, found in the directory `rel_dir` of a tree, lexically: the path inside the
-/// tree it points to, or `None` when it is absolute or climbs out of the tree.
-fn resolve_link(rel_dir: &Path, target: &Path) -> Option<PathBuf> {
-    let mut stack: Vec<&OsStr> = Vec::new();
+/// The symbolic links an archive created so far (path in the tree → target as written), so that a link
+/// is resolved the way the file system will resolve it: through the links made before it.
+pub type Links = std::collections::HashMap<PathBuf, PathBuf>;
+
+/// How many links a resolution may go through, as the kernel's own limit on link chains.
+const MAX_LINK_DEPTH: usize = 40;
+
+/// Resolve the link `target`, found in the directory `rel_dir` of a tree, through the links already
+/// in the tree: the path inside the tree it points to, or `None` when it is absolute, climbs out of the
+/// tree by any chain (`s -> .` then `x -> s/..`), or loops.
+fn resolve_link(links: &Links, rel_dir: &Path, target: &Path) -> Option<PathBuf> {
+    let mut start = Vec::new();
     for component in rel_dir.components() {
         match component {
-            Component::Normal(name) => stack.push(name),
+            Component::Normal(name) => start.push(name.to_owned()),
             Component::CurDir => {}
             _ => return None,
         }
@@ -488,9 +510,28 @@ fn resolve_link(rel_dir: &Path, target: &Path) -> Option<PathBuf> {
     if target.as_os_str().is_empty() {
         return None;
     }
+    resolve_from(links, start, target, 0).map(|stack| stack.iter().collect())
+}
+
+fn resolve_from(
+    links: &Links,
+    mut stack: Vec<std::ffi::OsString>,
+    target: &Path,
+    depth: usize,
+) -> Option<Vec<std::ffi::OsString>> {
+    if depth > MAX_LINK_DEPTH {
+        return None;
+    }
     for component in target.components() {
         match component {
-            Component::Normal(name) => stack.push(name),
+            Component::Normal(name) => {
+                stack.push(name.to_owned());
+                let here: PathBuf = stack.iter().collect();
+                if let Some(link) = links.get(&here) {
+                    stack.pop();
+                    stack = resolve_from(links, stack, link, depth + 1)?;
+                }
+            }
             Component::CurDir => {}
             Component::ParentDir => {
                 stack.pop()?;
@@ -498,7 +539,7 @@ fn resolve_link(rel_dir: &Path, target: &Path) -> Option<PathBuf> {
             Component::RootDir | Component::Prefix(_) => return None,
         }
     }
-    Some(stack.iter().collect())
+    Some(stack)
 }
 
 /// The relative path of an archive entry made of plain names only, or why it is refused. The root of
@@ -530,9 +571,17 @@ enum Kind {
     Ignore,
 }
 
-fn classify<R: Read>(entry: &tar::Entry<'_, R>, rel: &Path) -> Result<Kind, &'static str> {
+fn classify<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    rel: &Path,
+    links: &mut Links,
+) -> Result<Kind, &'static str> {
     use tar::EntryType;
     let kind = entry.header().entry_type();
+    // Links other links were checked through must stay as they were.
+    if links.contains_key(rel) && kind != EntryType::XGlobalHeader {
+        return Err("it would replace a symbolic link made by an earlier entry");
+    }
     match kind {
         EntryType::Regular | EntryType::Continuous => Ok(Kind::File),
         EntryType::Directory => Ok(Kind::Dir),
@@ -542,9 +591,10 @@ fn classify<R: Read>(entry: &tar::Entry<'_, R>, rel: &Path) -> Result<Kind, &'st
             if target.is_absolute() {
                 return Err("a symbolic link to an absolute path");
             }
-            if resolve_link(rel.parent().unwrap_or(Path::new("")), &target).is_none() {
-                return Err("a symbolic link pointing outside the target");
+            if resolve_link(links, rel.parent().unwrap_or(Path::new("")), &target).is_none() {
+                return Err("a symbolic link pointing outside the target (through the links before it, too)");
             }
+            links.insert(rel.to_owned(), target.clone());
             Ok(Kind::Symlink(target))
         }
         EntryType::Link => {
@@ -575,12 +625,47 @@ pub struct CheckSummary {
 /// Read every entry of the archive `path` (gzip or zstd) to its end, checking gzip CRCs or zstd
 /// checksums and that every entry would be extracted safely, and hash the file in the same pass.
 pub fn check_tar(path: &Path) -> Result<CheckSummary, ArchiveError> {
+    check_tar_within(path, &Limits::default())
+}
+
+/// Bounds on what an archive may hold: the entry count and content bytes its manifest announced, and
+/// the free space extraction must leave on the target's file system. An archive that goes past any is
+/// refused as soon as it does, so a small archive holding gigabytes of zeros costs nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub entries: Option<u64>,
+    pub content_bytes: Option<u64>,
+    /// Bytes that must stay free where the archive is extracted.
+    pub min_free: u64,
+}
+
+impl Limits {
+    fn check(&self, archive: &Path, entries: u64, content_bytes: u64) -> Result<(), ArchiveError> {
+        let over = |what: &'static str, announced: u64, found: u64| ArchiveError::OverLimit {
+            archive: archive.to_owned(),
+            what,
+            announced,
+            found,
+        };
+        if let Some(max) = self.entries.filter(|max| entries > *max) {
+            return Err(over("entries", max, entries));
+        }
+        if let Some(max) = self.content_bytes.filter(|max| content_bytes > *max) {
+            return Err(over("bytes of content", max, content_bytes));
+        }
+        Ok(())
+    }
+}
+
+/// [`check_tar`], stopping as soon as the archive goes past `limits`.
+pub fn check_tar_within(path: &Path, limits: &Limits) -> Result<CheckSummary, ArchiveError> {
     let file = fs_err::File::open(path)
         .map_err(|source| ArchiveError::Read { path: path.to_owned(), source })?;
     let damaged = |source| ArchiveError::Damaged { archive: path.to_owned(), source };
     let mut hashing = HashingReader::new(file);
     let mut entries = 0;
     let mut content_bytes = 0;
+    let mut links = Links::new();
     {
         let decoder = decoder(BufReader::with_capacity(BUF_SIZE, &mut hashing)).map_err(damaged)?;
         let mut archive = tar::Archive::new(decoder);
@@ -594,15 +679,17 @@ pub fn check_tar(path: &Path) -> Result<CheckSummary, ArchiveError> {
                 reason,
             };
             let rel = safe_relative(&raw).map_err(unsafe_entry)?;
-            classify(&entry, &rel).map_err(unsafe_entry)?;
+            classify(&entry, &rel, &mut links).map_err(unsafe_entry)?;
+            entries += 1;
+            limits.check(path, entries, content_bytes + entry.header().size().unwrap_or(0))?;
             loop {
                 let n = entry.read(&mut buf).map_err(damaged)?;
                 if n == 0 {
                     break;
                 }
                 content_bytes += n as u64;
+                limits.check(path, entries, content_bytes)?;
             }
-            entries += 1;
         }
         // The end-of-archive blocks and anything after them must decompress cleanly too: that is where a
         // truncated or appended-to file shows.
@@ -621,6 +708,8 @@ pub struct ExtractOptions<'a> {
     pub cancel: &'a AtomicBool,
     /// Called with the number of archive bytes read since the last call.
     pub progress: &'a (dyn Fn(u64) + Sync),
+    /// What the archive may hold, and the free space to leave.
+    pub limits: Limits,
 }
 
 /// What [`extract_tar`] wrote.
@@ -657,8 +746,16 @@ pub fn extract_tar(
     let decoder = decoder(BufReader::with_capacity(BUF_SIZE, counting)).map_err(damaged)?;
     let mut tar = tar::Archive::new(decoder);
     let chown = opts.preserve_owner && nix::unistd::geteuid().is_root();
-    let mut extractor =
-        Extractor { dest, archive, chown, dirs: Vec::new(), entries: 0, content_bytes: 0 };
+    let mut extractor = Extractor {
+        dest,
+        archive,
+        chown,
+        dirs: Vec::new(),
+        entries: 0,
+        content_bytes: 0,
+        links: Links::new(),
+        limits: opts.limits,
+    };
     let mut buf = vec![0u8; BUF_SIZE];
 
     for entry in tar.entries().map_err(damaged)? {
@@ -708,9 +805,33 @@ struct Extractor<'a> {
     dirs: Vec<(PathBuf, u32, SystemTime)>,
     entries: u64,
     content_bytes: u64,
+    links: Links,
+    limits: Limits,
 }
 
 impl Extractor<'_> {
+    /// Refuse an entry of `size` bytes that would take the archive past its limits or the file
+    /// system below its floor of free space.
+    fn room_for(&self, size: u64) -> Result<(), ArchiveError> {
+        self.limits.check(self.archive, self.entries + 1, self.content_bytes + size)?;
+        if size > 0 {
+            let stat = nix::sys::statvfs::statvfs(self.dest).map_err(|e| ArchiveError::Write {
+                path: self.dest.to_owned(),
+                source: e.into(),
+            })?;
+            let free = stat.blocks_available() * stat.fragment_size();
+            if free < size.saturating_add(self.limits.min_free) {
+                return Err(ArchiveError::NoSpace {
+                    path: self.dest.to_owned(),
+                    needed: size,
+                    free,
+                    min_free: self.limits.min_free,
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn entry<R: Read>(
         &mut self,
         entry: &mut tar::Entry<'_, R>,
@@ -723,7 +844,8 @@ impl Extractor<'_> {
             reason,
         };
         let rel = safe_relative(&raw).map_err(unsafe_entry)?;
-        let kind = classify(entry, &rel).map_err(unsafe_entry)?;
+        let kind = classify(entry, &rel, &mut self.links).map_err(unsafe_entry)?;
+        self.room_for(entry.header().size().unwrap_or(0))?;
         let header = entry.header();
         let mode = header.mode().map_err(|source| self.damaged(source))? & 0o1777;
         let mtime = SystemTime::UNIX_EPOCH
@@ -777,6 +899,12 @@ impl Extractor<'_> {
                     if n == 0 {
                         break;
                     }
+                    // The header's size is not to be trusted either: count what really comes.
+                    self.limits.check(
+                        self.archive,
+                        self.entries + 1,
+                        self.content_bytes + n as u64,
+                    )?;
                     out.write_all(&buf[..n]).map_err(|source| write_error(&path, source))?;
                     self.content_bytes += n as u64;
                 }

@@ -13,7 +13,12 @@ fn write_opts() -> WriteOptions<'static> {
 }
 
 fn extract_opts() -> ExtractOptions<'static> {
-    ExtractOptions { preserve_owner: true, cancel: &NO_CANCEL, progress: &|_| {} }
+    ExtractOptions {
+        preserve_owner: true,
+        cancel: &NO_CANCEL,
+        progress: &|_| {},
+        limits: super::Limits::default(),
+    }
 }
 
 /// Every path under `root` with its type, mode, content (or link target) and modification time.
@@ -168,6 +173,26 @@ fn hostile_archives_are_refused_without_writing_outside() {
         ("absolute", vec![(b"/etc/x", Regular, b"", b"pwned")]),
         ("link to root", vec![(b"root", Symlink, b"/", b"")]),
         ("link escaping", vec![(b"a/up", Symlink, b"../../x", b"")]),
+        // Each link alone stays inside; through the first, the second climbs out.
+        ("chained links", vec![(b"s", Symlink, b".", b""), (b"x", Symlink, b"s/..", b"")]),
+        (
+            "chained links deeper",
+            vec![
+                (b"d", Directory, b"", b""),
+                (b"d/s", Symlink, b"..", b""),
+                (b"d/x", Symlink, b"s/../..", b""),
+            ],
+        ),
+        (
+            "link replaced",
+            vec![
+                (b"d", Directory, b"", b""),
+                (b"d/e", Directory, b"", b""),
+                (b"l", Symlink, b"d/e", b""),
+                (b"m", Symlink, b"l/../..", b""),
+                (b"l", Symlink, b".", b""),
+            ],
+        ),
         (
             "file through link",
             vec![
@@ -289,12 +314,24 @@ fn damaged_archives_are_reported() {
 }
 
 #[test]
-fn link_resolution_is_lexical_and_bounded() {
-    assert_eq!(resolve_link(Path::new("a/b"), Path::new("../c")), Some(PathBuf::from("a/c")));
-    assert_eq!(resolve_link(Path::new("a"), Path::new("../c")), Some(PathBuf::from("c")));
-    assert_eq!(resolve_link(Path::new("a"), Path::new("../../c")), None);
-    assert_eq!(resolve_link(Path::new(""), Path::new("/etc")), None);
-    assert_eq!(resolve_link(Path::new(""), Path::new("")), None);
+fn link_resolution_is_bounded_and_goes_through_earlier_links() {
+    let none = Links::new();
+    assert_eq!(
+        resolve_link(&none, Path::new("a/b"), Path::new("../c")),
+        Some(PathBuf::from("a/c"))
+    );
+    assert_eq!(resolve_link(&none, Path::new("a"), Path::new("../c")), Some(PathBuf::from("c")));
+    assert_eq!(resolve_link(&none, Path::new("a"), Path::new("../../c")), None);
+    assert_eq!(resolve_link(&none, Path::new(""), Path::new("/etc")), None);
+    assert_eq!(resolve_link(&none, Path::new(""), Path::new("")), None);
+    let mut links = Links::new();
+    links.insert(PathBuf::from("s"), PathBuf::from("."));
+    links.insert(PathBuf::from("d/up"), PathBuf::from(".."));
+    assert_eq!(resolve_link(&links, Path::new(""), Path::new("s/..")), None);
+    assert_eq!(resolve_link(&links, Path::new("d"), Path::new("up/x")), Some(PathBuf::from("x")));
+    assert_eq!(resolve_link(&links, Path::new("d"), Path::new("up/..")), None);
+    links.insert(PathBuf::from("loop"), PathBuf::from("loop"));
+    assert_eq!(resolve_link(&links, Path::new(""), Path::new("loop")), None);
     assert_eq!(safe_relative(b"./a/./b"), Ok(PathBuf::from("a/b")));
     assert_eq!(safe_relative(b"./"), Ok(PathBuf::new()));
     assert!(safe_relative(b"a/../b").is_err());
@@ -373,4 +410,58 @@ fn damaged_zstd_archives_are_reported() {
     let mut tail = bytes.clone();
     tail.extend_from_slice(b"trailing garbage");
     damaged("tail.tar.zst", &tail);
+}
+
+/// A tar.gz of one file of `size` zeros, written as a stream (compressed, a hundredth of its size).
+fn zeros_archive(size: u64) -> Vec<u8> {
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    {
+        let mut builder = tar::Builder::new(&mut gz);
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_mode(0o644);
+        header.set_size(size);
+        header.set_cksum();
+        builder.append_data(&mut header, "zeros", io::repeat(0).take(size)).unwrap();
+        builder.finish().unwrap();
+    }
+    gz.finish().unwrap()
+}
+
+#[test]
+fn extraction_stops_at_what_the_manifest_announced_and_at_the_free_space_floor() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("bomb.tar.gz");
+    let bomb = zeros_archive(256 * 1024 * 1024);
+    assert!(bomb.len() < 4 * 1024 * 1024, "{} bytes", bomb.len());
+    fs_err::write(&archive, &bomb).unwrap();
+    // The manifest of the set it replaced announced 2 entries and 4 KiB.
+    let limits = super::Limits { entries: Some(2), content_bytes: Some(4096), min_free: 0 };
+    let err = super::check_tar_within(&archive, &limits).unwrap_err();
+    assert!(matches!(err, ArchiveError::OverLimit { .. }), "{err}");
+    assert!(err.to_string().contains("4096 announced"), "{err}");
+    let target = tmp.path().join("out");
+    let opts = ExtractOptions { limits, ..extract_opts() };
+    let err = extract_tar(&archive, &target, &opts).unwrap_err();
+    assert!(matches!(err, ArchiveError::OverLimit { .. }), "{err}");
+    let written = fs_err::metadata(target.join("zeros")).map_or(0, |m| m.len());
+    assert_eq!(written, 0, "nothing of the bomb was written");
+
+    // Too many entries.
+    let many: Vec<RawEntry<'_>> =
+        (0..5).map(|_| (&b"f"[..], tar::EntryType::Regular, &b""[..], &b"x"[..])).collect();
+    let path = tmp.path().join("many.tar.gz");
+    fs_err::write(&path, hostile(&many)).unwrap();
+    let err = super::check_tar_within(&path, &limits).unwrap_err();
+    assert!(err.to_string().contains("entries"), "{err}");
+
+    // The free-space floor.
+    let small = tmp.path().join("small.tar.gz");
+    fs_err::write(&small, zeros_archive(1024 * 1024)).unwrap();
+    let opts = ExtractOptions {
+        limits: super::Limits { min_free: u64::MAX / 2, ..super::Limits::default() },
+        ..extract_opts()
+    };
+    let err = extract_tar(&small, &tmp.path().join("small"), &opts).unwrap_err();
+    assert!(matches!(err, ArchiveError::NoSpace { .. }), "{err}");
 }

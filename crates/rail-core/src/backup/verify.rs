@@ -270,7 +270,12 @@ fn check_file(component: &Component, path: &Path, structure: bool) -> Check {
         );
     }
     if structure && (component.format == format::TAR_GZIP || component.format == format::TAR_ZSTD) {
-        return match archive::check_tar(path) {
+        let limits = archive::Limits {
+            entries: component.entries,
+            content_bytes: component.content_bytes,
+            min_free: 0,
+        };
+        return match archive::check_tar_within(path, &limits) {
             Err(error) => Check::fail(name, error_chain(&error)),
             Ok(summary) if summary.digest.sha256 != component.sha256 => {
                 Check::fail(name, format!("{}: checksum mismatch", component.file))

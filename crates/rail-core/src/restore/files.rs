@@ -76,6 +76,7 @@ pub(super) fn stage(
     archive: &Path,
     live: &Path,
     size: u64,
+    limits: crate::archive::Limits,
     stamp: &str,
     progress: &dyn Progress,
 ) -> Result<StagedDir, RestoreError> {
@@ -90,7 +91,7 @@ pub(super) fn stage(
     progress.begin(task, Some(size));
     let cancel = AtomicBool::new(false);
     let advance = |n| progress.advance(task, n);
-    let opts = ExtractOptions { preserve_owner: true, cancel: &cancel, progress: &advance };
+    let opts = ExtractOptions { preserve_owner: true, cancel: &cancel, progress: &advance, limits };
     let summary = match archive::extract_tar(archive, &extract, &opts) {
         Ok(summary) => summary,
         Err(source) => {
@@ -265,9 +266,16 @@ mod tests {
         fs_err::write(live.join("a.css"), "old").unwrap();
         fs_err::write(live.join("extra.css"), "old").unwrap();
 
-        let staged =
-            stage(ComponentKind::Static, &archive_path, &live, 0, "20260101000000", &NoProgress)
-                .unwrap();
+        let staged = stage(
+            ComponentKind::Static,
+            &archive_path,
+            &live,
+            0,
+            crate::archive::Limits::default(),
+            "20260101000000",
+            &NoProgress,
+        )
+        .unwrap();
         assert_eq!(fs_err::read_to_string(live.join("a.css")).unwrap(), "old");
         let done = switch(&staged, "20260101000000").unwrap();
         assert_eq!(fs_err::read_to_string(live.join("a.css")).unwrap(), "new");
@@ -281,9 +289,16 @@ mod tests {
         assert!(leftovers(&live).is_empty());
 
         // A switch cut between its two renames: the live directory is missing, the restored one waits.
-        let staged =
-            stage(ComponentKind::Static, &archive_path, &live, 0, "20260101000001", &NoProgress)
-                .unwrap();
+        let staged = stage(
+            ComponentKind::Static,
+            &archive_path,
+            &live,
+            0,
+            crate::archive::Limits::default(),
+            "20260101000001",
+            &NoProgress,
+        )
+        .unwrap();
         fs_err::rename(&live, tmp.path().join("static.rail-pre-20260101000001")).unwrap();
         let actions = repair(&live).unwrap();
         assert_eq!(actions.len(), 1, "{actions:?}");

@@ -287,17 +287,29 @@ pub async fn prepare(
                 tracing::warn!(component = %kind, "not restored: its directory is not configured");
                 continue;
             }
-            dir_jobs.push((kind, set.path.join(&component.file), dir.clone(), component.size));
+            // Extraction stops where the manifest says the archive ends, and before the disk fills.
+            let limits = crate::archive::Limits {
+                entries: component.entries,
+                content_bytes: component.content_bytes,
+                min_free: cfg.backup.min_free_space.bytes(),
+            };
+            dir_jobs.push((
+                kind,
+                set.path.join(&component.file),
+                dir.clone(),
+                component.size,
+                limits,
+            ));
         }
     }
     let progress = Arc::clone(&opts.progress);
     let stamp2 = stamp.clone();
     let dirs_prep = async move {
         let mut handles = Vec::new();
-        for (kind, archive, live, size) in dir_jobs {
+        for (kind, archive, live, size, limits) in dir_jobs {
             let (progress, stamp) = (Arc::clone(&progress), stamp2.clone());
             handles.push(tokio::task::spawn_blocking(move || {
-                files::stage(kind, &archive, &live, size, &stamp, &*progress)
+                files::stage(kind, &archive, &live, size, limits, &stamp, &*progress)
             }));
         }
         let mut staged = Vec::new();
