@@ -51,3 +51,102 @@ fn the_ci_script_runs_exactly_cargo_xtask_ci() {
         "the CI script must run the README's test command as it is"
     );
 }
+
+/// A `run:` step of a workflow and the shell GitHub runs it with.
+struct RunStep {
+    file: String,
+    name: String,
+    script: String,
+    /// `bash -e {0}` (GitHub's default) or, for `shell: bash`, `bash --noprofile --norc -eo pipefail {0}`.
+    pipefail: bool,
+}
+
+fn workflow_run_steps(root: &Path) -> Vec<RunStep> {
+    use yaml_rust2::{Yaml, YamlLoader};
+    let shell_of = |node: &Yaml| node["defaults"]["run"]["shell"].as_str().map(str::to_owned);
+    let mut out = Vec::new();
+    let dir = root.join(".github/workflows");
+    let mut files: Vec<PathBuf> = fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    for path in files {
+        let text = fs::read_to_string(&path).unwrap();
+        let docs = YamlLoader::load_from_str(&text)
+            .unwrap_or_else(|e| panic!("{} is not YAML: {e}", path.display()));
+        let workflow = &docs[0];
+        let top = shell_of(workflow);
+        let Some(jobs) = workflow["jobs"].as_hash() else { continue };
+        for job in jobs.values() {
+            let job_shell = shell_of(job).or_else(|| top.clone());
+            for step in job["steps"].as_vec().into_iter().flatten() {
+                let Some(script) = step["run"].as_str() else { continue };
+                let shell = step["shell"].as_str().map(str::to_owned).or_else(|| job_shell.clone());
+                out.push(RunStep {
+                    file: path.file_name().unwrap().to_string_lossy().into_owned(),
+                    name: step["name"].as_str().unwrap_or(script).to_owned(),
+                    script: script.to_owned(),
+                    pipefail: shell.as_deref() == Some("bash"),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// Every `run:` step that calls a rail tool, run as GitHub runs it, with the tools replaced by stand-ins
+/// that fail with exit 4 (rolled back): the step must fail too, or the next step would act on a deploy
+/// that did not happen.
+#[test]
+fn a_failing_tool_fails_its_workflow_step() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = project_root();
+    let tmp = std::env::temp_dir().join(format!("rail-workflow-{}", std::process::id()));
+    let bin = tmp.join("bin");
+    fs::create_dir_all(&bin).unwrap();
+    for tool in ["deploy", "rollback", "healthcheck", "schemaver"] {
+        let path = bin.join(tool);
+        fs::write(&path, "#!/bin/sh\necho '{\"outcome\":\"rolled back\"}'\nexit 4\n").unwrap();
+        fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let steps = workflow_run_steps(&root);
+    let tool_steps: Vec<&RunStep> = steps
+        .iter()
+        .filter(|s| {
+            s.script
+                .split(|c: char| !c.is_ascii_alphanumeric() && c != '-')
+                .any(|w| ["deploy", "rollback", "healthcheck", "schemaver"].contains(&w))
+                && !s.script.contains("cargo ")
+        })
+        .collect();
+    assert!(tool_steps.len() >= 4, "found {} steps calling the tools", tool_steps.len());
+    let mut survived = Vec::new();
+    for step in tool_steps {
+        // `${{ … }}` expressions are GitHub's, filled before the shell sees the script.
+        let mut script = step.script.clone();
+        while let Some(start) = script.find("${{") {
+            let end = script[start..].find("}}").map_or(script.len(), |e| start + e + 2);
+            script.replace_range(start..end, "x");
+        }
+        let mut bash = crate::util::command("bash");
+        if step.pipefail {
+            bash.args(["--noprofile", "--norc", "-eo", "pipefail", "-c"]);
+        } else {
+            bash.args(["-e", "-c"]);
+        }
+        let status = bash
+            .arg(&script)
+            .current_dir(&tmp)
+            .env("PATH", &path)
+            .env("GITHUB_STEP_SUMMARY", tmp.join("summary.md"))
+            .env("GITHUB_OUTPUT", tmp.join("output"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        if status.code() != Some(4) {
+            survived.push(format!("{}: `{}` exited {:?}", step.file, step.name, status.code()));
+        }
+    }
+    let _ = fs::remove_dir_all(&tmp);
+    assert!(survived.is_empty(), "steps that hide a tool's failure:\n{}", survived.join("\n"));
+}
