@@ -22,7 +22,20 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     })?;
     let mut test_args = vec!["--no-fail-fast".to_owned()];
     test_args.extend_from_slice(args);
-    step("cargo xtask test", || test::run(root, &test_args))
+    let tests = step("cargo xtask test", || test::run(root, &test_args));
+    // A short run of every fuzz target: new crashes in the parsers show up here; long runs are
+    // `cargo xtask fuzz --time 600`.
+    let fuzzing = if crate::fuzz::available() {
+        step("cargo xtask fuzz --time 10", || {
+            crate::fuzz::run(root, &["--time".to_owned(), "10".to_owned()])
+        })
+    } else {
+        util::stdout_line(
+            "==> cargo xtask fuzz: skipped (needs the nightly toolchain and cargo-fuzz)",
+        );
+        Ok(())
+    };
+    tests.and(fuzzing)
 }
 
 fn step(name: &str, body: impl FnOnce() -> Result<()>) -> Result<()> {

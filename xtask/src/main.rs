@@ -13,6 +13,7 @@ mod bench;
 mod ci;
 mod demo;
 mod envfile;
+mod fuzz;
 mod man;
 mod stack;
 mod test;
@@ -35,7 +36,8 @@ commands:
   test [ARGS]    bring the stack up, then run the workspace's tests (ARGS go to nextest / cargo test)
   ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`
   bench [GROUP]  side-by-side timings against the programs rail replaces (`bench --help`)
-  man            write the four binaries' man pages into docs/man/";
+  man            write the four binaries' man pages into docs/man/
+  fuzz [TARGET] [--time S]  run the cargo-fuzz targets (nightly) for S seconds each (default 60)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,6 +61,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("demo") => demo::run(&root, rest),
         Some("ci") => ci::run(&root, rest),
         Some("man") => man::run(&root, rest),
+        Some("fuzz") => fuzz::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

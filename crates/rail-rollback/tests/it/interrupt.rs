@@ -152,3 +152,79 @@ fn an_unreachable_database_is_a_clear_failure_without_secrets() {
     // Listing needs no database.
     env.rollback(&["list"]).assert_success();
 }
+
+/// A small file system of its own (a tmpfs, mounted by this test when it runs as root, which CI does),
+/// unmounted when dropped.
+struct TinyFs(std::path::PathBuf);
+
+impl TinyFs {
+    fn mount(dir: &std::path::Path, size: &str) -> Result<TinyFs, String> {
+        fs_err::create_dir_all(dir).unwrap();
+        let out = rail_testkit::cmd("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .run();
+        if out.code == Some(0) {
+            Ok(TinyFs(dir.to_owned()))
+        } else {
+            Err(out.stderr)
+        }
+    }
+}
+
+impl Drop for TinyFs {
+    fn drop(&mut self) {
+        let _ = rail_testkit::cmd("umount").arg(&self.0).run();
+    }
+}
+
+#[test]
+// Says why it did not run where it cannot mount (not root): the one thing worth printing.
+#[allow(clippy::print_stderr)]
+fn a_disk_that_fills_while_a_backup_writes_is_a_clear_failure_that_leaves_nothing() {
+    let env = Env::new();
+    let mount = env.dir.join("tiny");
+    let tiny = match TinyFs::mount(&mount, "5m") {
+        Ok(tiny) => tiny,
+        Err(why) => {
+            // Only root may mount; CI runs as root, so the test runs there.
+            eprintln!("not run: cannot mount a tmpfs here: {why}");
+            return;
+        }
+    };
+    let backups = tiny.0.join("backups");
+    let dir = backups.to_str().unwrap().to_owned();
+    // The disk fills at a different moment of each try: before the set, during the dump, the archives.
+    for (i, delay_ms) in [0u64, 40, 80, 120, 160, 200, 240, 280].into_iter().enumerate() {
+        let name = format!("full{i}");
+        let mut run = env.command_with(
+            &["backup", "--name", &name],
+            &[("RAIL_BACKUP_DIR", &dir), ("RAIL_BACKUP__MIN_FREE_SPACE", "0")],
+        );
+        run.timeout(Duration::from_secs(60));
+        let running = run.spawn();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let ballast = tiny.0.join("ballast");
+        let _ = rail_testkit::cmd("dd")
+            .args(["if=/dev/zero", "bs=4k"])
+            .arg(format!("of={}", ballast.display()))
+            .run();
+        let out = running.wait();
+        assert!(!out.timed_out, "try {i}: the backup hung on a full disk\n{}", out.describe());
+        if out.code != Some(0) {
+            out.assert_code(1);
+            assert!(
+                out.stderr.contains("No space left") || out.stderr.contains("not enough space"),
+                "try {i}: {}",
+                out.describe()
+            );
+            assert!(
+                !backups.join(format!(".partial-{name}")).exists(),
+                "try {i}: the partial set is removed"
+            );
+        }
+        fs_err::remove_file(&ballast).unwrap();
+        // The lock was released: the next run takes it at once.
+        env.rollback_with(&["list"], &[("RAIL_BACKUP_DIR", &dir)]).assert_success();
+    }
+}

@@ -93,11 +93,16 @@ require_confirmation = true
 
     /// Run `rollback -c <config> ARGS` with these variables added.
     pub(crate) fn rollback_with(&self, args: &[&str], vars: &[(&str, &str)]) -> Output {
+        self.command_with(args, vars).run()
+    }
+
+    /// The command `rollback -c <config> ARGS` with these variables added, to run or spawn.
+    pub(crate) fn command_with(&self, args: &[&str], vars: &[(&str, &str)]) -> rail_testkit::Cmd {
         let mut c = self.command(args);
         for (k, v) in vars {
             c.env(k, v);
         }
-        c.run()
+        c
     }
 
     /// Start `rollback -c <config> ARGS`.

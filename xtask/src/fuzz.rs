@@ -1,0 +1,181 @@
+//! `cargo xtask fuzz [TARGET…] [--time S]`: seed each target's corpus from the repository's own files
+//! (and, for the GraphQL readers, the public schemas in `../shared`), build the `fuzz/` crate with
+//! `cargo +nightly fuzz`, run each target for S seconds (default 60), and report executions, speed and
+//! crashes. Exits non-zero when a target crashed; the input is kept under `fuzz/artifacts/<target>/`.
+
+use std::fs;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+
+use crate::util;
+
+/// Every target, in the order they run.
+pub(crate) const TARGETS: &[&str] = &[
+    "config_toml",
+    "config_seed_json",
+    "dotenv",
+    "manifest",
+    "journal",
+    "tar_extract",
+    "sdl",
+    "introspection",
+];
+
+/// Whether `cargo +nightly fuzz` can run here.
+pub(crate) fn available() -> bool {
+    let ok = |args: &[&str]| {
+        util::command("cargo")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    ok(&["+nightly", "--version"]) && ok(&["fuzz", "--version"])
+}
+
+pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
+    let mut seconds = 60u64;
+    let mut targets = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--time" => {
+                let value = args.next().context("--time needs a number of seconds")?;
+                seconds = value.parse().with_context(|| format!("--time {value}: not seconds"))?;
+            }
+            name if TARGETS.contains(&name) => targets.push(name.to_owned()),
+            other => {
+                bail!("unknown fuzz target or option `{other}` (targets: {})", TARGETS.join(", "))
+            }
+        }
+    }
+    if targets.is_empty() {
+        targets = TARGETS.iter().map(|t| (*t).to_owned()).collect();
+    }
+    if !available() {
+        bail!("fuzzing needs the nightly toolchain and cargo-fuzz: `rustup toolchain install nightly`, `cargo install cargo-fuzz --locked`");
+    }
+    let fuzz_dir = root.join("fuzz");
+    util::stdout_line("==> cargo +nightly fuzz build");
+    let started = Instant::now();
+    util::run(util::command("cargo").args(["+nightly", "fuzz", "build"]).current_dir(root))?;
+    util::stdout_line(&format!("    built in {:.1} s", started.elapsed().as_secs_f64()));
+    let mut crashed = Vec::new();
+    for target in &targets {
+        let corpus = fuzz_dir.join("corpus").join(target);
+        fs::create_dir_all(&corpus)?;
+        seed(root, target, &corpus)?;
+        let artifacts = fuzz_dir.join("artifacts").join(target);
+        fs::create_dir_all(&artifacts)?;
+        let out = util::command("cargo")
+            .args(["+nightly", "fuzz", "run", target])
+            .arg(&corpus)
+            .arg("--")
+            .arg(format!("-max_total_time={seconds}"))
+            .arg("-rss_limit_mb=2048")
+            .arg("-max_len=1048576")
+            .arg("-timeout=20")
+            .arg(format!("-artifact_prefix={}/", artifacts.display()))
+            .arg("-print_final_stats=1")
+            .current_dir(root)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .with_context(|| format!("running the fuzz target {target}"))?;
+        let log = String::from_utf8_lossy(&out.stderr);
+        let stat = |name: &str| {
+            log.lines()
+                .find_map(|l| {
+                    l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_owned())
+                })
+                .unwrap_or_else(|| "?".into())
+        };
+        let verdict = if out.status.success() { "no crash" } else { "CRASH" };
+        util::stdout_line(&format!(
+            "{target:<18} {verdict:<9} runs {:>10}  exec/s {:>7}  corpus {:>6}  coverage {}",
+            stat("stat::number_of_executed_units"),
+            stat("stat::average_exec_per_sec"),
+            fs::read_dir(&corpus).map_or(0, Iterator::count),
+            log.lines()
+                .rev()
+                .find_map(|l| l.split("cov: ").nth(1))
+                .and_then(|c| c.split_whitespace().next())
+                .unwrap_or("?"),
+        ));
+        if !out.status.success() {
+            util::stdout_line(&util::tail(&log, 30));
+            crashed.push(format!("{target} (inputs in {})", artifacts.display()));
+        }
+    }
+    if !crashed.is_empty() {
+        bail!("fuzz targets crashed: {}", crashed.join(", "));
+    }
+    Ok(())
+}
+
+/// Put seeds into `corpus`: files of the repository, public schemas, and small inputs made here.
+fn seed(root: &Path, target: &str, corpus: &Path) -> Result<()> {
+    let copy_matching = |dir: &Path, ext: &str| -> Result<()> {
+        let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+        for entry in entries {
+            let path = entry?.path();
+            let big = fs::metadata(&path).map_or(true, |m| m.len() > 1024 * 1024);
+            if path.extension().is_some_and(|e| e == ext) && !big {
+                fs::copy(&path, corpus.join(path.file_name().expect("a file name")))?;
+            }
+        }
+        Ok(())
+    };
+    let shared = root.parent().map(|p| p.join("shared").join("graphql-schemas"));
+    match target {
+        "config_toml" => copy_matching(&root.join("deploy-configs"), "toml")?,
+        "config_seed_json" => copy_matching(&root.join("deploy-configs/examples"), "json")?,
+        "dotenv" => fs::write(
+            corpus.join("seed.env"),
+            "DATABASE_URL=postgresql://u:p@127.0.0.1:5432/app\nexport REDIS_URL='redis://127.0.0.1/0'\n# comment\nSECRET_KEY=\"a b\"\nRAIL_BACKUP__KEEP_LAST=3\n",
+        )?,
+        "manifest" => fs::write(corpus.join("seed.json"), SEED_MANIFEST)?,
+        "journal" => fs::write(
+            corpus.join("seed.jsonl"),
+            "{\"ts\":\"2026-01-01T00:00:00Z\",\"event\":\"start\",\"run_id\":\"20260101T000000Z-abcdef\",\"kind\":\"deploy\"}\n{\"ts\":\"2026-01-01T00:00:01Z\",\"event\":\"step_begin\",\"step\":\"pre-checks\",\"seq\":1}\n",
+        )?,
+        "tar_extract" => {
+            let tree = corpus.join("../tar-seed-tree");
+            fs::create_dir_all(tree.join("css"))?;
+            fs::write(tree.join("css/site.css"), "body{}")?;
+            let _ = fs::remove_file(tree.join("link"));
+            std::os::unix::fs::symlink("css/site.css", tree.join("link"))?;
+            for (name, flag) in [("seed.tar.gz", "-z"), ("seed.tar.zst", "--zstd")] {
+                let status = util::command("tar")
+                    .args(["-C"])
+                    .arg(&tree)
+                    .args([flag, "-cf"])
+                    .arg(corpus.join(name))
+                    .arg(".")
+                    .stderr(Stdio::null())
+                    .status();
+                if !status.is_ok_and(|s| s.success()) {
+                    let _ = fs::remove_file(corpus.join(name));
+                }
+            }
+        }
+        "sdl" => {
+            if let Some(shared) = &shared {
+                copy_matching(&shared.join("sdl"), "graphql")?;
+            }
+        }
+        "introspection" => {
+            if let Some(shared) = &shared {
+                copy_matching(&shared.join("introspection"), "json")?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+const SEED_MANIFEST: &str = r#"{"format_version":1,"name":"fuzz_set","created_at":"2026-01-01T00:00:00Z","environment":"production","reason":"manual","app_version":"v1","schema_version":null,"tool_version":"rail 0.1.0","database":{"name":"app","server_version":"15.0","pg_dump_version":"pg_dump (PostgreSQL) 15.0","tables":[{"schema":"public","table":"t","rows":1}]},"components":[{"name":"database","file":"database.dump","format":"pg_dump-custom","size":1,"sha256":"00"},{"name":"static","file":"static.tar.gz","format":"tar+gzip","size":1,"sha256":"00","entries":2,"content_bytes":5}],"duration_ms":1,"manifest_sha256":"","auth":{"alg":"hmac-sha256","key_id":"0011223344556677","mac":"00"}}"#;
