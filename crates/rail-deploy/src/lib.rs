@@ -156,6 +156,21 @@ fn describe_interrupted(state: &JournalState) -> String {
     )
 }
 
+/// What to do about a dead run: a deploy that died before its migration began changed no data, so
+/// there is nothing to restore (a partial backup set it left is removed by the next backup or prune).
+fn resume_advice(state: &JournalState) -> &'static str {
+    let changed_data = state.kind != RunKind::Deploy
+        || state
+            .steps
+            .iter()
+            .any(|s| !matches!(s.step.as_str(), "pre-checks" | "maintenance-on" | "backup"));
+    if changed_data {
+        "run `deploy --resume` to finish or undo it, or `rollback rollback --previous` to restore its backup"
+    } else {
+        "it died before changing any data, so nothing needs restoring: run `deploy --resume` to finish it (its partial backup set, if any, is removed and taken again)"
+    }
+}
+
 async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
     let args = &cli.run;
     let cfg = &loaded.config;
@@ -201,8 +216,9 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
     } else {
         if let Some(dead) = dead {
             return Err(Refusal(format!(
-                "{}; run `deploy --resume` to finish or undo it, or `rollback rollback --previous` to restore its backup",
-                describe_interrupted(&dead)
+                "{}; {}",
+                describe_interrupted(&dead),
+                resume_advice(&dead)
             ))
             .into());
         }

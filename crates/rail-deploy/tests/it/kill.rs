@@ -101,6 +101,16 @@ fn run_drill(drill: &Drill, w: &World, post: &str) {
     let text = all_output(&refused);
     assert!(text.contains(&run_id), "{f}: the refusal names the dead run {run_id}\n{text}");
     assert!(text.contains("--resume"), "{f}: the refusal says `deploy --resume`\n{text}");
+    // A run that died before its migration changed no data: it must not send anyone restoring a set.
+    let early = ["pre-checks", "maintenance-on", "backup"]
+        .iter()
+        .any(|s| f.starts_with(&format!("kill:{s}:")));
+    if early {
+        assert!(
+            text.contains("nothing needs restoring") && !text.contains("restore its backup"),
+            "{f}: the advice for a run that changed no data\n{text}"
+        );
+    }
     assert_eq!(w.run_ids().len(), 1, "{f}: the refused deploy started no run");
 
     let resumed = w.deploy(&["--resume", "--yes"]).run();
