@@ -86,6 +86,8 @@ const WORDS: &[&str] = &[
 /// Connection settings of the stack, from `target/stack/env`.
 struct Stack {
     bindir: PathBuf,
+    /// The stack's backup key, which the bench's sets are signed with.
+    backup_key: PathBuf,
     host: String,
     port: u16,
     user: String,
@@ -109,6 +111,10 @@ impl Stack {
             .to_owned();
         Ok(Self {
             bindir: PathBuf::from(env.get("PG_BINDIR").unwrap_or("/usr/lib/postgresql/15/bin")),
+            backup_key: PathBuf::from(
+                env.get("RAIL_BACKUP_KEY_FILE")
+                    .context("RAIL_BACKUP_KEY_FILE missing from the stack's env file")?,
+            ),
             host: "127.0.0.1".into(),
             port: url_port(&url).context("no port in DATABASE_URL")?,
             user,
@@ -465,11 +471,12 @@ fn write_configs(stack: &Stack, paths: &Paths) -> Result<()> {
             path,
             format!(
                 "environment = \"bench\"\n\n[database]\nurl = \"{url}\"\npg_bindir = \"{bindir}\"\n\n[app]\nstatic_dir = \"{data}/static\"\n\
-                 media_dir = \"{data}/media\"\n\n[backup]\ndirectory = \"{backups}\"\n\n[rollback.safety_checks]\nrequire_confirmation = false\n",
+                 media_dir = \"{data}/media\"\n\n[backup]\ndirectory = \"{backups}\"\nkey_file = \"{key}\"\n\n[rollback.safety_checks]\nrequire_confirmation = false\n",
                 url = stack.url(db),
                 bindir = stack.bindir.display(),
                 data = paths.data.display(),
                 backups = paths.backups.display(),
+                key = stack.backup_key.display(),
             ),
         )?;
     }
