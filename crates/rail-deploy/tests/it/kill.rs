@@ -94,6 +94,9 @@ fn run_drill(drill: &Drill, w: &World, post: &str) {
     assert_eq!(killed.signal, Some(9), "{f}: the deploy was not killed\n{}", killed.describe());
     let run_id = w.only_run_id();
     assert_eq!(w.journal(&run_id).finish_outcome(), None, "{f}: the killed run's journal is open");
+    // What a killed run leaves under the backup directory (its journal, the `.children` of the
+    // programs it ran, a partial set) is private like everything else there.
+    assert_private(&w.backup_dir(), f);
 
     // A plain deploy must not start over the dead run's half-done work.
     let refused = w.deploy(&["--version", "v2", "--yes"]).run();
@@ -172,4 +175,20 @@ fn kill_drills_part_3_of_4() {
 #[test]
 fn kill_drills_part_4_of_4() {
     run_part(3);
+}
+
+/// Every file under `dir` is readable by its owner only.
+fn assert_private(dir: &std::path::Path, f: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = fs_err::read_dir(dir) else { return };
+    for entry in entries {
+        let path = entry.unwrap().path();
+        let meta = fs_err::symlink_metadata(&path).unwrap();
+        if meta.is_dir() {
+            assert_private(&path, f);
+        } else if meta.is_file() {
+            let mode = meta.permissions().mode() & 0o777;
+            assert_eq!(mode & 0o077, 0, "{f}: {} has mode {mode:o}", path.display());
+        }
+    }
 }

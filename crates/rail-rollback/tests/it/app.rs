@@ -52,6 +52,24 @@ fn the_app_comes_back_on_the_backed_up_version() {
     let health = http_get(&app.health_url()).unwrap();
     assert_eq!(health.status, 200, "{}", health.body);
     assert_eq!(db.query_one("SELECT to_regclass('added_by_v2')::text"), None);
+
+    // A set whose app version the backend does not have is refused before anything stops.
+    run(&["backup", "--name", "b2"]).assert_success();
+    let dir = app.root().join("backups").join("b2");
+    let mut manifest = rail_core::backup::Manifest::read(&dir, "b2", true).unwrap();
+    manifest.app_version = Some("v9".into());
+    fs_err::remove_file(dir.join(rail_core::backup::MANIFEST_FILE)).unwrap();
+    manifest.write_signed(&dir, &crate::support::stack_keys()).unwrap();
+    let pid_serving = app.pid();
+    let out = run(&["rollback", "b2", "--yes"]);
+    out.assert_code(3);
+    assert!(
+        out.stderr.contains("cannot be started") && out.stderr.contains("v9"),
+        "{}",
+        out.describe()
+    );
+    assert_eq!(app.pid(), pid_serving, "the app was never stopped");
+    assert_eq!(http_get(&app.health_url()).unwrap().status, 200);
     assert_eq!(fs_err::read_to_string(media.join("upload.txt")).unwrap(), "kept");
     // The replaced database is the test's to drop.
     let kept = db.query_one(&format!(
