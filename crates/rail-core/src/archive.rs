@@ -146,6 +146,24 @@ pub fn hash_file(path: &Path) -> Result<Digest256, ArchiveError> {
         .map_err(|source| ArchiveError::Read { path: path.to_owned(), source })
 }
 
+/// Replace `path` with `bytes` atomically: written 0600 into `<path>.rail-tmp`, fsynced, renamed over it.
+/// A reader sees the old content or the new, never half of it.
+pub fn write_private_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".rail-tmp");
+    let tmp = PathBuf::from(tmp);
+    let mut file = fs_err::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    drop(file);
+    fs_err::rename(&tmp, path)
+}
+
 /// Create `path` for writing, 0600, failing if it exists.
 pub fn create_private_file(path: &Path) -> Result<fs_err::File, ArchiveError> {
     fs_err::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(

@@ -686,18 +686,9 @@ pub mod audit {
             head.mac = Some(mac);
         }
         let path = head_path(log);
-        let tmp = path.with_extension("head.tmp");
-        let mut file = fs_err::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_error(&tmp))?;
         let mut bytes = serde_json::to_vec(&head).expect("heads always serialize");
         bytes.push(b'\n');
-        file.write_all(&bytes).and_then(|()| file.sync_all()).map_err(io_error(&tmp))?;
-        fs_err::rename(&tmp, &path).map_err(io_error(&path))
+        crate::archive::write_private_atomically(&path, &bytes).map_err(io_error(&path))
     }
     /// `prev_sha256` of the first line.
     pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -918,6 +909,23 @@ pub mod audit {
     impl Verification {
         pub fn is_intact(&self) -> bool {
             self.broken.is_none()
+        }
+
+        /// What to warn about the log at `path`: changed anywhere, or with an end that cannot be
+        /// checked.
+        pub fn warning(&self, path: &Path) -> Option<String> {
+            if let Some(broken) = &self.broken {
+                return Some(format!(
+                    "the audit log {} was tampered with: {broken}",
+                    path.display()
+                ));
+            }
+            (!self.anchored && self.lines > 0).then(|| {
+                format!(
+                    "the audit log {} has no {HEAD_FILE} beside it: its last lines cannot be checked (written by an older rail, or the head was removed)",
+                    path.display()
+                )
+            })
         }
     }
 

@@ -451,7 +451,9 @@ fn history(cli: &Cli, loaded: &Loaded, limit: Option<usize>) -> anyhow::Result<u
     let path = audit::path(&journal_dir(loaded));
     let entries = audit::read(&path, limit.unwrap_or(20))?;
     let keys = rail_core::backup::keyring(&loaded.config).ok();
-    warn_if_tampered(&path, &audit::verify(&path, keys.as_ref())?);
+    if let Some(warning) = audit::verify(&path, keys.as_ref())?.warning(&path) {
+        output::stderr_line(&format!("warning: {warning}"));
+    }
     if cli.format == rail_core::cli::OutputFormat::Json {
         output::stdout_line(&serde_json::to_string_pretty(&entries)?)?;
     } else if entries.is_empty() {
@@ -462,22 +464,6 @@ fn history(cli: &Cli, loaded: &Loaded, limit: Option<usize>) -> anyhow::Result<u
         }
     }
     Ok(exit::SUCCESS)
-}
-
-/// Say loudly when the audit log was changed, or when its end cannot be checked.
-pub(crate) fn warn_if_tampered(path: &std::path::Path, chain: &audit::Verification) {
-    if let Some(broken) = &chain.broken {
-        output::stderr_line(&format!(
-            "warning: the audit log {} was tampered with: {broken}",
-            path.display()
-        ));
-    } else if !chain.anchored && chain.lines > 0 {
-        output::stderr_line(&format!(
-            "warning: the audit log {} has no {} beside it: its last lines cannot be checked (written by an older rail, or the head was removed)",
-            path.display(),
-            audit::HEAD_FILE
-        ));
-    }
 }
 
 /// One audit entry as a line of text.

@@ -14,17 +14,8 @@ pub(crate) fn run(ctx: &Ctx, limit: Option<usize>) -> anyhow::Result<u8> {
     let entries = audit::read(&path, limit.unwrap_or(20))?;
     let keys = backup::keyring(&ctx.cfg).ok();
     let chain = audit::verify(&path, keys.as_ref())?;
-    if let Some(broken) = &chain.broken {
-        output::stderr_line(&format!(
-            "warning: the audit log {} was tampered with: {broken}",
-            path.display()
-        ));
-    } else if !chain.anchored && chain.lines > 0 {
-        output::stderr_line(&format!(
-            "warning: the audit log {} has no {} beside it: its last lines cannot be checked (written by an older rail, or the head was removed)",
-            path.display(),
-            audit::HEAD_FILE
-        ));
+    if let Some(warning) = chain.warning(&path) {
+        output::stderr_line(&format!("warning: {warning}"));
     }
     if ctx.cli.format == OutputFormat::Json {
         output::stdout_line(&output::render_json(&entries)?)?;

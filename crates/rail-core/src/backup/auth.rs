@@ -243,8 +243,6 @@ impl Keyring {
 /// Create a new key file at `path` (0600, fsynced), refusing to replace one unless `force`. Returns the
 /// new key's id; the key itself is never printed.
 pub fn generate_key_file(path: &Path, force: bool) -> Result<String, KeyError> {
-    use fs_err::os::unix::fs::OpenOptionsExt as _;
-    use std::io::Write as _;
     let write = |source| KeyError::Write { path: path.to_owned(), source };
     if !force && fs_err::symlink_metadata(path).is_ok() {
         return Err(KeyError::Exists { path: path.to_owned() });
@@ -257,17 +255,7 @@ pub fn generate_key_file(path: &Path, force: bool) -> Result<String, KeyError> {
         fs_err::create_dir_all(parent).map_err(write)?;
     }
     // Written beside and renamed, so a replaced key is never half-written.
-    let tmp = path.with_extension("rail-new-key");
-    let mut file = fs_err::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(write)?;
-    file.write_all(text.as_bytes()).and_then(|()| file.sync_all()).map_err(write)?;
-    drop(file);
-    fs_err::rename(&tmp, path).map_err(write)?;
+    crate::archive::write_private_atomically(path, text.as_bytes()).map_err(write)?;
     Ok(key.id)
 }
 
