@@ -77,7 +77,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             .arg("--")
             .arg(format!("-max_total_time={seconds}"))
             .arg("-rss_limit_mb=2048")
-            .arg("-max_len=1048576")
+            .arg(format!("-max_len={}", max_len(target)))
             .arg("-timeout=20")
             .arg(format!("-artifact_prefix={}/", artifacts.display()))
             .arg("-print_final_stats=1")
@@ -163,17 +163,76 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> Result<()> {
                 }
             }
         }
+        // The public schemas are about a megabyte each: a fuzzer needs many small inputs, so they are
+        // cut into pieces of a few definitions (SDL) or a few types (introspection).
         "sdl" => {
             if let Some(shared) = &shared {
-                copy_matching(&shared.join("sdl"), "graphql")?;
+                seed_sdl_pieces(&shared.join("sdl"), corpus)?;
             }
         }
         "introspection" => {
             if let Some(shared) = &shared {
-                copy_matching(&shared.join("introspection"), "json")?;
+                seed_introspection_pieces(&shared.join("introspection"), corpus)?;
             }
         }
         _ => {}
+    }
+    Ok(())
+}
+
+/// The largest input of a target: schema readers get small documents, the rest up to a megabyte.
+fn max_len(target: &str) -> usize {
+    match target {
+        "sdl" | "introspection" => 16 * 1024,
+        _ => 1024 * 1024,
+    }
+}
+
+/// Pieces of about 4 KiB of each SDL file, cut between definitions.
+fn seed_sdl_pieces(dir: &Path, corpus: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        let Ok(text) = fs::read_to_string(&path) else { continue };
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut piece = String::new();
+        let mut n = 0;
+        for block in text.split("\n\n") {
+            piece.push_str(block);
+            piece.push_str("\n\n");
+            if piece.len() > 4096 {
+                fs::write(corpus.join(format!("{stem}-{n}.graphql")), &piece)?;
+                piece.clear();
+                n += 1;
+                if n >= 40 {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Introspection documents of 10 types each, taken from each introspection file.
+fn seed_introspection_pieces(dir: &Path, corpus: &Path) -> Result<()> {
+    let Ok(entries) = fs::read_dir(dir) else { return Ok(()) };
+    for entry in entries {
+        let path = entry?.path();
+        let Ok(bytes) = fs::read(&path) else { continue };
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else { continue };
+        let schema =
+            value.get("data").unwrap_or(&value).get("__schema").cloned().unwrap_or_default();
+        let Some(types) = schema.get("types").and_then(serde_json::Value::as_array) else {
+            continue;
+        };
+        let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        for (n, chunk) in types.chunks(10).take(30).enumerate() {
+            let mut piece = schema.clone();
+            piece["types"] = serde_json::Value::Array(chunk.to_vec());
+            piece["directives"] = serde_json::Value::Array(Vec::new());
+            let doc = serde_json::json!({ "data": { "__schema": piece } });
+            fs::write(corpus.join(format!("{stem}-{n}.json")), serde_json::to_vec(&doc)?)?;
+        }
     }
     Ok(())
 }
