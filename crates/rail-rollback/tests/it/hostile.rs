@@ -123,19 +123,20 @@ fn hostile_backup_names_are_refused() {
 fn plant_hostile_dump(env: &Env, set: &str, marker: &Path) {
     let evil = format!(
         "CREATE FUNCTION run_program() RETURNS int LANGUAGE plpgsql VOLATILE AS $f$
-         BEGIN COPY (SELECT 1) TO PROGRAM 'touch {marker}'; RETURN 1; END $f$;
+         BEGIN COPY (SELECT 1) TO PROGRAM 'cat > {marker}'; RETURN 1; END $f$;
          CREATE FUNCTION evil(x int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
          BEGIN PERFORM run_program(); RETURN x; END $f$;
          CREATE TABLE planted (x int);
          INSERT INTO planted VALUES (1);
          CREATE INDEX planted_evil ON planted (evil(x));
          CREATE FUNCTION boom() RETURNS event_trigger LANGUAGE plpgsql AS $f$
-         BEGIN COPY (SELECT 1) TO PROGRAM 'touch {marker}'; END $f$;
+         BEGIN COPY (SELECT 1) TO PROGRAM 'cat > {marker}'; END $f$;
          CREATE EVENT TRIGGER boom ON ddl_command_start EXECUTE FUNCTION boom();",
         marker = marker.display()
     );
     env.db.admin_execute(&evil);
     // The planted code does run when PostgreSQL executes it: its absence later means it never ran.
+    // (`cat` reads what COPY writes; a program that exits at once would make COPY fail now and then.)
     assert!(marker.exists(), "the planted index did not run its program at creation");
     let dump = Stack::get().pg_bin("pg_dump");
     let dir = env.set_dir(set);
