@@ -16,8 +16,9 @@ pub const ENV_LOG_FORMAT: &str = "RAIL_LOG_FORMAT";
 /// Which configuration to load.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ConfigArgs {
-    /// Environment whose configuration is loaded: deploy-configs/<ENV>.toml and .env.<ENV>
-    #[arg(long, short = 'e', global = true, env = ENV_ENVIRONMENT, value_name = "ENV")]
+    /// Environment whose configuration is loaded: deploy-configs/<ENV>.toml and .env.<ENV> (one must
+    /// exist); default $RAIL_ENVIRONMENT, then production
+    #[arg(long, short = 'e', global = true, value_name = "ENV")]
     pub environment: Option<String>,
 
     /// Configuration file (TOML, or the older JSON deployment-<env>.json / rollback_config.json)

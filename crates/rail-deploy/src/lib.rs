@@ -26,6 +26,7 @@ use anyhow::Context;
 use rail_core::config::{self, LoadOptions, Loaded};
 use rail_core::journal::{self, audit, Journal, JournalState, RunId, RunKind};
 use rail_core::lock::{Holder, LockError, RunLock};
+use rail_core::progress::CliProgress;
 use rail_core::{db::DbTarget, exit, output};
 use serde_json::json;
 
@@ -65,6 +66,19 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    let changes = match &cli.command {
+        None if !cli.run.dry_run => Some("deploy"),
+        Some(Command::Maintenance {
+            action: MaintenanceAction::On { .. } | MaintenanceAction::Off { .. },
+        }) => Some("deploy maintenance"),
+        _ => None,
+    };
+    if let Some(command) = changes {
+        if let Err(e) = loaded.require_configured(command) {
+            output::report_error(&anyhow::Error::new(e));
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     let log_file =
         Some(loaded.config.monitoring.log_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     if let Err(e) = output::init_logging(&cli.log, log_file) {
@@ -178,7 +192,7 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
     if args.dry_run {
         let plan = plan::build(loaded, &params).await?;
         plan::print(&plan, cli.format)?;
-        return Ok(exit::SUCCESS);
+        return Ok(if plan.failed() { exit::FAILED } else { exit::SUCCESS });
     }
     if params.no_backup && cfg.environment == "production" && !args.yes {
         return Err(Refusal(
@@ -228,7 +242,8 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
             "config_file": loaded.file,
         });
         let mut journal = Journal::create(&journal_dir(loaded), &run_id, RunKind::Deploy, meta)?;
-        let mut actions = actions::Real::new(loaded, &params, &run_id, &lock);
+        let mut actions = actions::Real::new(loaded, &params, &run_id, &lock)
+            .with_progress(std::sync::Arc::new(CliProgress::bars_only(cli.log.quiet)));
         let mut state = RunState { version_to: params.version.clone(), ..RunState::default() };
         let steps = engine::steps(cfg, params.no_backup);
         let ending = engine::run(
@@ -282,7 +297,8 @@ async fn resume(
             }
         }
     }
-    let mut actions = actions::Real::new(loaded, &params, &dead.run_id, lock);
+    let mut actions = actions::Real::new(loaded, &params, &dead.run_id, lock)
+        .with_progress(std::sync::Arc::new(CliProgress::bars_only(lines.quiet)));
     actions.stop_orphans();
     let rolling_back = state_on_disk.steps.iter().any(|s| s.step == engine::ROLLBACK_STEP);
     let ending = if rolling_back {

@@ -11,7 +11,6 @@ mod cli;
 mod history;
 mod hooks;
 mod list;
-mod progress;
 mod prune;
 mod restore;
 mod run;
@@ -72,6 +71,18 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(exit::USAGE);
         }
     };
+    let changes = match &cli.command {
+        Command::Rollback(_) => Some("rollback rollback"),
+        Command::Backup { .. } => Some("rollback backup"),
+        Command::Prune { dry_run: false } => Some("rollback prune"),
+        _ => None,
+    };
+    if let Some(command) = changes {
+        if let Err(error) = loaded.require_configured(command) {
+            output::report_error(&anyhow::Error::new(error));
+            return ExitCode::from(exit::USAGE);
+        }
+    }
     let log_file =
         Some(loaded.config.monitoring.log_file.as_path()).filter(|p| !p.as_os_str().is_empty());
     if let Err(error) = output::init_logging(&cli.log, log_file) {

@@ -107,12 +107,21 @@ pub enum ConfigError {
     Missing { key: String, places: String },
     #[error("backup.directory `{}` (from {origin}) {problem}", dir.display())]
     BackupDirectory { dir: PathBuf, origin: Origin, problem: String },
+    #[error("--environment {environment}: no configuration for it; looked for {} (a typo? otherwise create one of them, or pass --config FILE)", list_paths(looked))]
+    UnknownEnvironment { environment: String, looked: Vec<PathBuf> },
+    #[error("{command} changes the live system, but nothing configures one: no configuration file, no dotenv file and no setting in the environment (looked for {}); pass --config FILE or --environment ENV, or set DATABASE_URL and the rest in the environment", list_paths(looked))]
+    DefaultsOnly { command: String, looked: Vec<PathBuf> },
+}
+
+fn list_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
 }
 
 /// What to load. [`LoadOptions::default`] reads the process environment.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
-    /// `--environment`; default `RAIL_ENVIRONMENT`, then [`DEFAULT_ENVIRONMENT`].
+    /// `--environment`; default `RAIL_ENVIRONMENT`, then [`DEFAULT_ENVIRONMENT`]. An environment given
+    /// here must have a configuration file or a `.env.<environment>` file (unless `config_file` is set).
     pub environment: Option<String>,
     /// `--config FILE`; default `<config_dir>/<environment>.toml` when it exists.
     pub config_file: Option<PathBuf>,
@@ -152,6 +161,8 @@ pub struct Loaded {
     pub file: Option<PathBuf>,
     /// Dotted key → origin, for every key set by something other than the defaults.
     pub origins: BTreeMap<String, Origin>,
+    /// The files looked for (configuration file, dotenv files), found or not.
+    pub looked: Vec<PathBuf>,
 }
 
 impl Loaded {
@@ -180,6 +191,89 @@ impl Loaded {
     /// A [`ConfigError::Missing`] for `key`.
     pub fn missing(&self, key: &str) -> ConfigError {
         ConfigError::Missing { key: key.to_owned(), places: self.places_for(key) }
+    }
+
+    /// Whether nothing but the built-in defaults says which system to act on: no configuration file
+    /// and no key of the system's sections (`database`, `redis`, `app`, `services`, `backup.directory`)
+    /// set by a dotenv file, the environment or a flag.
+    pub fn defaults_only(&self) -> bool {
+        self.file.is_none()
+            && !self.origins.keys().any(|key| {
+                ["database.", "redis.", "app.", "services."].iter().any(|p| key.starts_with(p))
+                    || key == "backup.directory"
+            })
+    }
+
+    /// Refuse a `command` that changes the live system when [`Self::defaults_only`]: a mistyped
+    /// environment or a missing file must not act on built-in defaults.
+    pub fn require_configured(&self, command: &str) -> Result<(), ConfigError> {
+        if self.defaults_only() {
+            return Err(ConfigError::DefaultsOnly {
+                command: command.to_owned(),
+                looked: self.looked.clone(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where the configuration's JSON Schema is kept, relative to the workspace root: written by
+/// `cargo xtask docs`, referenced by the shipped TOML files (`#:schema`), checked current by a test.
+pub const SCHEMA_PATH: &str = "docs/rail-config.schema.json";
+
+/// The JSON Schema of a TOML configuration file, generated from [`Config`], pretty-printed with a
+/// final newline. Editors that read `#:schema` (taplo, Even Better TOML) complete and check keys.
+pub fn json_schema() -> String {
+    let mut schema =
+        serde_json::to_value(schemars::schema_for!(Config)).expect("a generated schema serializes");
+    if let Value::Object(map) = &mut schema {
+        map.insert("$id".into(), Value::String("rail-config.schema.json".into()));
+        map.insert(
+            "title".into(),
+            Value::String("rail configuration (deploy-configs/<environment>.toml)".into()),
+        );
+    }
+    drop_redacted_defaults(&mut schema);
+    let mut text = serde_json::to_string_pretty(&schema).expect("JSON serializes");
+    text.push('\n');
+    text
+}
+
+/// A secret's default serializes as `***`: no default is better than a false one.
+fn drop_redacted_defaults(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("default").and_then(Value::as_str) == Some(crate::secret::REDACTED) {
+                map.remove("default");
+            }
+            if let Some(default) = map.get_mut("default") {
+                strip_redacted(default);
+            }
+            map.values_mut().for_each(drop_redacted_defaults);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_redacted_defaults),
+        _ => {}
+    }
+}
+
+fn strip_redacted(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            map.retain(|_, v| v.as_str() != Some(crate::secret::REDACTED));
+            map.values_mut().for_each(strip_redacted);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_redacted),
+        _ => {}
+    }
+}
+
+/// The name a configuration value has in files (`checksums`, `releases`, `custom`), for messages:
+/// never the Rust name of the variant.
+pub fn value_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        Ok(other) => other.to_string(),
+        Err(_) => "?".to_owned(),
     }
 }
 
@@ -291,9 +385,13 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     // Dotenv files sit below the process environment: a variable set for real wins.
     let dotenv_dir = opts.dotenv_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut env: BTreeMap<String, (String, Origin)> = BTreeMap::new();
+    let mut looked = Vec::new();
+    let mut env_file_found = false;
     for name in [".env".to_owned(), format!(".env.{environment}")] {
-        let path = dotenv_dir.join(name);
+        let path = dotenv_dir.join(&name);
+        looked.push(path.clone());
         if path.is_file() {
+            env_file_found |= name != ".env";
             for item in dotenvy::from_path_iter(&path)
                 .map_err(|source| ConfigError::Dotenv { path: path.clone(), source })?
             {
@@ -320,8 +418,19 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
             .or_else(|| process_env.get(ENV_CONFIG_DIR).map(PathBuf::from))
             .unwrap_or_else(|| PathBuf::from("deploy-configs"));
         let candidate = dir.join(format!("{environment}.toml"));
+        looked.insert(0, candidate.clone());
         candidate.is_file().then_some(candidate)
     };
+    // An environment named on the command line must name something: a typo (`-e prod`) would
+    // otherwise plan and act on the built-in defaults.
+    if opts.environment.is_some() && file.is_none() && !env_file_found {
+        let own = format!(".env.{environment}");
+        let looked = looked
+            .into_iter()
+            .filter(|p| p.extension().is_some() || p.file_name().is_some_and(|n| n == own.as_str()))
+            .collect();
+        return Err(ConfigError::UnknownEnvironment { environment, looked });
+    }
     if let Some(path) = &file {
         let mut file_tree = read_file(path, &schema)?;
         let origin = Origin::File(path.clone());
@@ -376,7 +485,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
         ConfigError::InvalidValue { key, origin, message: e.into_inner().to_string() }
     })?;
     check_backup_directory(&config, &origins)?;
-    Ok(Loaded { config, file, origins })
+    Ok(Loaded { config, file, origins, looked })
 }
 
 /// Directories a backup directory may not be: the root, and the system's own.
