@@ -60,6 +60,29 @@ pub enum ProcessError {
 }
 
 impl ProcessError {
+    /// One line: the command, how it ended and the last line of what it printed on stderr (for a
+    /// Python traceback, the exception), for places that show a failure briefly.
+    pub fn summary(&self) -> String {
+        match self {
+            Self::Failed { command, status, stderr_tail } => {
+                let last = stderr_tail.lines().rev().map(str::trim).find(|l| !l.is_empty());
+                match last {
+                    Some(line) => format!("`{command}` {}: {line}", describe_status(*status)),
+                    None => format!("`{command}` {}", describe_status(*status)),
+                }
+            }
+            other => {
+                let mut text = other.to_string();
+                let mut source = std::error::Error::source(other);
+                while let Some(cause) = source {
+                    text.push_str(&format!(": {cause}"));
+                    source = cause.source();
+                }
+                text
+            }
+        }
+    }
+
     /// The exit status of a program that ran and failed.
     pub fn status(&self) -> Option<ExitStatus> {
         match self {
@@ -245,8 +268,14 @@ impl Cmd {
             .collect()
     }
 
+    /// The command as a shell-quoted line without its environment, secrets shown as `***`: what
+    /// errors and `-v` logs show.
+    pub fn display_argv(&self) -> String {
+        self.argv().iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+    }
+
     /// The command as a shell-quoted line, preceded by the variables it sets, with every secret shown as
-    /// `***`.
+    /// `***`: what dry-run plans and `-vv` logs show.
     pub fn display(&self) -> String {
         let mut words = Vec::new();
         if self.env_clear {
@@ -310,13 +339,13 @@ impl Cmd {
         let output = self.output().await?;
         if !output.stdout.is_empty() {
             tracing::debug!(
-                command = %self.display(),
+                command = %self.display_argv(),
                 stdout = %scrub(&String::from_utf8_lossy(&output.stdout), &self.secrets()),
                 "program output"
             );
         }
         if !output.stderr.is_empty() {
-            tracing::debug!(command = %self.display(), stderr = %output.stderr, "program stderr");
+            tracing::debug!(command = %self.display_argv(), stderr = %output.stderr, "program stderr");
         }
         Ok(())
     }
@@ -328,7 +357,8 @@ impl Cmd {
     }
 
     fn start(&self) -> Result<Running, ProcessError> {
-        let shown = self.display();
+        let shown = self.display_argv();
+        let shown_env = self.display();
         // The single place in rail that creates a process: everything else goes through `Cmd`.
         #[allow(clippy::disallowed_methods)]
         let mut command = tokio::process::Command::new(&self.program);
@@ -394,6 +424,7 @@ impl Cmd {
             stdin: child.stdin.take(),
             child,
             display: shown,
+            display_env: shown_env,
             secrets: self.secrets(),
             timeout: self.timeout,
             started: Instant::now(),
@@ -438,7 +469,10 @@ pub struct Running {
     /// The program's stdin when the command was built with [`Cmd::stdin_piped`]; drop it to send EOF.
     pub stdin: Option<ChildStdin>,
     child: Child,
+    /// The argument vector, for errors and `-v`.
     display: String,
+    /// The environment it set and the argument vector, for `-vv`.
+    display_env: String,
     secrets: Vec<Secret>,
     timeout: Option<Duration>,
     started: Instant,
@@ -511,10 +545,14 @@ impl Running {
 
         if timed_out {
             let after = self.timeout.unwrap_or(elapsed);
-            tracing::info!(command = %self.display, duration_ms, "timed out");
+            tracing::warn!(command = %self.display, duration_ms, "timed out");
             return Err(ProcessError::Timeout { command: self.display.clone(), after });
         }
-        tracing::info!(command = %self.display, duration_ms, status = %describe_status(status), "ran");
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(command = %self.display_env, duration_ms, status = %describe_status(status), "ran");
+        } else {
+            tracing::info!(command = %self.display, duration_ms, status = %describe_status(status), "ran");
+        }
         if status.success() {
             Ok(Finished { status, stderr })
         } else {

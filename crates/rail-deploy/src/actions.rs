@@ -17,8 +17,9 @@ use serde_json::{json, Value};
 
 use crate::django::{self, Django};
 use crate::engine::{Actions, Boundary, Ending, RunState, Step};
-use crate::plan::Params;
+use crate::plan::{Params, PlanCheck};
 use crate::ENV_FAULT;
+use rail_core::config::ByteSize;
 
 /// Static files collected before the maintenance window.
 struct Staged {
@@ -33,10 +34,12 @@ pub(crate) struct Facts {
     pub pending: Result<Vec<String>, String>,
     pub estimated_backup_bytes: Option<u64>,
     pub free_bytes: Option<u64>,
-    pub lock_holder: Option<String>,
+    pub lock: LockState,
     pub interrupted: Option<String>,
     pub newest_backup: Option<String>,
     pub commands: BTreeMap<Step, Vec<String>>,
+    /// The read-only pre-checks, in order.
+    pub checks: Vec<PlanCheck>,
 }
 
 impl Facts {
@@ -48,10 +51,11 @@ impl Facts {
             pending: Err("not read".into()),
             estimated_backup_bytes: None,
             free_bytes: None,
-            lock_holder: None,
+            lock: LockState::Unknown("not read".into()),
             interrupted: None,
             newest_backup: None,
             commands: BTreeMap::new(),
+            checks: Vec::new(),
         };
         facts.current_version = crate::services::current_version(cfg).await;
         let target = params.version.clone().or_else(|| facts.current_version.clone());
@@ -62,7 +66,7 @@ impl Facts {
             cmds.insert(Step::PreChecks, vec![cmd.display()]);
             facts.pending = match cmd.output().await {
                 Ok(out) => Ok(django::pending_migrations(&out.stdout_text())),
-                Err(e) => Err(format!("{e:#}")),
+                Err(e) => Err(e.summary()),
             };
         }
         if cfg.deploy.run_tests {
@@ -97,22 +101,200 @@ impl Facts {
         cmds.insert(Step::Restart, crate::services::restart_commands(cfg, target.as_deref()));
         cmds.insert(Step::Backup, crate::backups::commands(cfg));
         facts.commands = cmds;
-        if let Some(url) = cfg.database_url() {
-            if let Ok(db) = DbTarget::parse(&url) {
-                facts.estimated_backup_bytes = estimate_backup(cfg, &db).await.ok();
-                facts.lock_holder = rail_core::lock::current_holder(&db)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|h| h.to_string());
-            }
-        }
         facts.free_bytes = free_space(&existing_ancestor(&cfg.backup.directory)).ok();
         facts.interrupted =
             crate::interrupted(loaded).ok().flatten().map(|s| crate::describe_interrupted(&s));
         facts.newest_backup = crate::backups::newest(cfg);
+        facts.checks = facts.run_checks(loaded, params, target.as_deref()).await;
         facts
     }
+
+    /// The pre-checks a dry run can make without changing anything, in the order the deploy makes
+    /// them. What could not be read is `unknown`, never taken for good.
+    async fn run_checks(
+        &mut self,
+        loaded: &Loaded,
+        params: &Params,
+        target: Option<&str>,
+    ) -> Vec<PlanCheck> {
+        let cfg = &loaded.config;
+        let mut checks = Vec::new();
+        let db = match cfg.database_url() {
+            None => {
+                checks.push(PlanCheck::failed(
+                    "database",
+                    loaded.missing("database.url").to_string(),
+                ));
+                None
+            }
+            Some(url) => match DbTarget::parse(&url) {
+                Err(e) => {
+                    checks.push(PlanCheck::failed(
+                        "database",
+                        format!("{:#}", anyhow::Error::new(e)),
+                    ));
+                    None
+                }
+                Ok(db) => Some(db),
+            },
+        };
+        let client = match &db {
+            Some(db) => match db.connect(cfg.database.connect_timeout.get(), "rail-deploy").await {
+                Ok(client) => match client.simple_query("SELECT 1").await {
+                    Ok(_) => {
+                        checks.push(PlanCheck::ok("database", format!("{db} answers")));
+                        Some(client)
+                    }
+                    Err(e) => {
+                        checks.push(PlanCheck::failed("database", format!("SELECT 1 failed: {e}")));
+                        None
+                    }
+                },
+                Err(e) => {
+                    checks.push(PlanCheck::failed(
+                        "database",
+                        format!("{:#}", anyhow::Error::new(e)),
+                    ));
+                    None
+                }
+            },
+            None => None,
+        };
+        if cfg.redis.url.is_empty() {
+            checks.push(PlanCheck::ok("redis", "not configured: skipped".into()));
+        } else {
+            let ping = async {
+                let mut conn =
+                    rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
+                        .await?;
+                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
+                anyhow::Ok(())
+            };
+            checks.push(match ping.await {
+                Ok(()) => PlanCheck::ok("redis", "PING answered".into()),
+                Err(e) => PlanCheck::failed(
+                    "redis",
+                    rail_core::secret::redact_credentials(&format!("{e:#}")),
+                ),
+            });
+        }
+        checks.push(crate::checks::health_for_plan(cfg).await);
+        if let Some(version) = target {
+            checks.push(match crate::services::check_version_exists(cfg, version) {
+                Ok(()) => PlanCheck::ok("release", format!("app version {version} is there")),
+                Err(e) => PlanCheck::failed("release", format!("{e:#}")),
+            });
+        }
+        checks.push(match &self.pending {
+            Ok(list) => PlanCheck::ok("pending migrations", format!("{} pending", list.len())),
+            Err(e) => PlanCheck::failed("pending migrations", format!("could not be read: {e}")),
+        });
+        checks.push(backup_dir_check(&cfg.backup.directory));
+        if !params.no_backup {
+            checks.push(
+                match rail_core::backup::keyring(cfg)
+                    .map_err(anyhow::Error::new)
+                    .and_then(|k| k.signing().map(|_| ()).map_err(anyhow::Error::new))
+                {
+                    Ok(()) => PlanCheck::ok("backup key", "the backup will be signed".into()),
+                    Err(e) => PlanCheck::failed("backup key", format!("{e:#}")),
+                },
+            );
+            checks.push(match &client {
+                Some(client) => match rail_core::backup::contents::check_restore_role(
+                    client,
+                    cfg.rollback.strategy == rail_core::config::RestoreStrategy::Swap,
+                )
+                .await
+                {
+                    Ok(()) => PlanCheck::ok(
+                        "restore role",
+                        "a rollback of this deploy could restore its backup".into(),
+                    ),
+                    Err(reason) => PlanCheck::failed(
+                        "restore role",
+                        format!("a rollback of this deploy would be refused: {reason}"),
+                    ),
+                },
+                None => PlanCheck::unknown("restore role", "the database could not be read".into()),
+            });
+            if let Some(db) = &db {
+                if client.is_some() {
+                    self.estimated_backup_bytes = estimate_backup(cfg, db).await.ok();
+                }
+            }
+            let floor = cfg.backup.min_free_space.bytes();
+            checks.push(match (self.estimated_backup_bytes, self.free_bytes) {
+                (Some(need), Some(free)) if free >= need + floor => PlanCheck::ok(
+                    "disk space",
+                    format!("{} free, the backup needs up to {}", ByteSize(free), ByteSize(need)),
+                ),
+                (Some(need), Some(free)) => PlanCheck::failed(
+                    "disk space",
+                    format!(
+                        "{} free, the backup needs up to {} and {} must stay free (backup.min_free_space)",
+                        ByteSize(free),
+                        ByteSize(need),
+                        ByteSize(floor)
+                    ),
+                ),
+                (None, _) => PlanCheck::unknown("disk space", "the backup size could not be estimated".into()),
+                (_, None) => PlanCheck::unknown("disk space", "free space could not be read".into()),
+            });
+        }
+        self.lock = match (&db, &client) {
+            (Some(db), Some(_)) => match rail_core::lock::current_holder(db).await {
+                Ok(None) => LockState::Free,
+                Ok(Some(holder)) => LockState::Held(holder.to_string()),
+                Err(e) => LockState::Unknown(format!("{:#}", anyhow::Error::new(e))),
+            },
+            _ => LockState::Unknown("the database could not be read".into()),
+        };
+        checks.push(match &self.lock {
+            LockState::Free => PlanCheck::ok("lock", "free".into()),
+            LockState::Held(holder) => {
+                PlanCheck::failed("lock", format!("held by {holder}: the deploy would be refused"))
+            }
+            LockState::Unknown(why) => PlanCheck::unknown("lock", why.clone()),
+        });
+        checks.push(match &self.interrupted {
+            None => PlanCheck::ok("interrupted run", "none".into()),
+            Some(run) => PlanCheck::failed(
+                "interrupted run",
+                format!("{run}: a deploy is refused until it is resumed or rolled back"),
+            ),
+        });
+        if cfg.deploy.run_tests {
+            checks.push(PlanCheck::unknown("tests", "not run by a dry run".into()));
+        }
+        checks
+    }
+}
+
+/// The backup directory exists and is writable, or would be created under a writable directory.
+fn backup_dir_check(dir: &Path) -> PlanCheck {
+    use nix::unistd::{access, AccessFlags};
+    let existing = existing_ancestor(dir);
+    let writable = access(&existing, AccessFlags::W_OK | AccessFlags::X_OK).is_ok();
+    match (existing == dir, writable) {
+        (true, true) => PlanCheck::ok("backup directory", format!("{} is writable", dir.display())),
+        (false, true) => PlanCheck::ok(
+            "backup directory",
+            format!("{} will be created in {}", dir.display(), existing.display()),
+        ),
+        (_, false) => PlanCheck::failed(
+            "backup directory",
+            format!("{} is not writable (nearest existing: {})", dir.display(), existing.display()),
+        ),
+    }
+}
+
+/// What a dry run knows of the run lock.
+#[derive(Debug, Clone)]
+pub(crate) enum LockState {
+    Free,
+    Held(String),
+    Unknown(String),
 }
 
 /// The directory `manage.py` runs in for `version`: the release directory with the `releases`
@@ -173,6 +355,8 @@ pub(crate) struct Real<'a> {
     /// Header that lets health checks through maintenance mode.
     bypass: Option<crate::maint::Bypass>,
     fault: Option<Fault>,
+    /// Where the backup and restore inside the window show their progress.
+    progress: std::sync::Arc<dyn rail_core::backup::Progress>,
 }
 
 /// A disaster-drill kill point from [`ENV_FAULT`].
@@ -220,7 +404,18 @@ impl<'a> Real<'a> {
             lock,
             bypass: None,
             fault: Fault::from_env(),
+            progress: std::sync::Arc::new(rail_core::backup::NoProgress),
         }
+    }
+
+    /// Show the progress of the backup and of a restore through `progress`.
+    #[must_use]
+    pub(crate) fn with_progress(
+        mut self,
+        progress: std::sync::Arc<dyn rail_core::backup::Progress>,
+    ) -> Self {
+        self.progress = progress;
+        self
     }
 
     fn cfg(&self) -> &'a Config {
@@ -539,7 +734,7 @@ impl Actions for Real<'_> {
                 self.bypass = bypass;
                 Ok(value)
             }
-            Step::Backup => crate::backups::take(cfg, &self.run_id, state).await,
+            Step::Backup => crate::backups::take(cfg, &self.run_id, state, &self.progress).await,
             Step::Migrate => {
                 let target = self.params.migrate_target();
                 if target.is_none()
@@ -605,11 +800,19 @@ impl Actions for Real<'_> {
             schema: touched(Step::ActivateSchema),
         };
         let fault = self.fault.clone();
-        crate::backups::restore(cfg, &self.run_id, &backup, &components, &mut restored, || {
-            if fault.as_ref().is_some_and(|f| f.matches("rollback", "during")) {
-                die_now("rollback", "during");
-            }
-        })
+        crate::backups::restore(
+            cfg,
+            &self.run_id,
+            &backup,
+            &components,
+            &self.progress,
+            &mut restored,
+            || {
+                if fault.as_ref().is_some_and(|f| f.matches("rollback", "during")) {
+                    die_now("rollback", "during");
+                }
+            },
+        )
         .await?;
         if touched(Step::Restart) || touched(Step::Migrate) {
             crate::services::switch_and_restart(cfg, state.version_from.as_deref())

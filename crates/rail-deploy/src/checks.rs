@@ -50,3 +50,28 @@ pub(crate) async fn healthy_before(cfg: &Config) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The health checks a deploy's pre-checks run, for a dry run: each check's status, skipped ones
+/// with why, failed when one is critical (the deploy would stop there).
+pub(crate) async fn health_for_plan(cfg: &Config) -> crate::plan::PlanCheck {
+    let selection = match health::parse_selection(&cfg.deploy.health_checks) {
+        Ok(selection) => selection,
+        Err(e) => return crate::plan::PlanCheck::failed("app health", format!("{e:#}")),
+    };
+    let report = health::run_checks(cfg, &selection, &RunOptions::default()).await;
+    let mut parts: Vec<String> = report
+        .checks
+        .iter()
+        .map(|c| format!("{} {}", c.name.as_str(), c.status.as_str()))
+        .collect();
+    parts.extend(report.skipped.iter().map(|s| format!("{} not configured", s.name.as_str())));
+    let detail = parts.join(", ");
+    if report.overall == Status::Critical {
+        crate::plan::PlanCheck::failed(
+            "app health",
+            format!("{detail}: {}", report.critical_summary()),
+        )
+    } else {
+        crate::plan::PlanCheck::ok("app health", detail)
+    }
+}

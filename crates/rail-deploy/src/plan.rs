@@ -82,6 +82,36 @@ pub(crate) struct PlannedStep {
     pub commands: Vec<String>,
 }
 
+/// The outcome of one pre-check in a dry run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum CheckStatus {
+    Ok,
+    Failed,
+    /// It could not be read: neither good nor bad.
+    Unknown,
+}
+
+/// One pre-check a dry run made, read-only.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct PlanCheck {
+    pub name: &'static str,
+    pub status: CheckStatus,
+    pub detail: String,
+}
+
+impl PlanCheck {
+    pub(crate) fn ok(name: &'static str, detail: String) -> Self {
+        Self { name, status: CheckStatus::Ok, detail }
+    }
+    pub(crate) fn failed(name: &'static str, detail: String) -> Self {
+        Self { name, status: CheckStatus::Failed, detail }
+    }
+    pub(crate) fn unknown(name: &'static str, detail: String) -> Self {
+        Self { name, status: CheckStatus::Unknown, detail }
+    }
+}
+
 /// What a run would do, computed against the live system.
 #[derive(Debug, Clone, Serialize)]
 pub(crate) struct Plan {
@@ -97,11 +127,26 @@ pub(crate) struct Plan {
     pub free_bytes: Option<u64>,
     pub min_free_bytes: u64,
     pub enough_space: Option<bool>,
+    /// `free`, `held` or `unknown`.
+    pub lock: &'static str,
     pub lock_holder: Option<String>,
+    /// Why the lock is `unknown`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lock_error: Option<String>,
     pub interrupted_run: Option<String>,
     pub backup_timing: String,
     pub rollback_target: String,
     pub rollback_on_failure: bool,
+    /// The pre-checks the dry run made, read-only; a failed one fails the dry run (exit 1).
+    pub checks: Vec<PlanCheck>,
+    pub checks_failed: usize,
+}
+
+impl Plan {
+    /// Whether a pre-check failed: the deploy would stop in its pre-checks.
+    pub(crate) fn failed(&self) -> bool {
+        self.checks_failed > 0
+    }
 }
 
 /// Compute the plan. Reads the database, the service backend and the filesystem; changes nothing.
@@ -148,11 +193,25 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
         free_bytes: facts.free_bytes,
         min_free_bytes: cfg.backup.min_free_space.bytes(),
         enough_space,
-        lock_holder: facts.lock_holder.clone(),
+        lock: match &facts.lock {
+            crate::actions::LockState::Free => "free",
+            crate::actions::LockState::Held(_) => "held",
+            crate::actions::LockState::Unknown(_) => "unknown",
+        },
+        lock_holder: match &facts.lock {
+            crate::actions::LockState::Held(h) => Some(h.clone()),
+            _ => None,
+        },
+        lock_error: match &facts.lock {
+            crate::actions::LockState::Unknown(e) => Some(e.clone()),
+            _ => None,
+        },
         interrupted_run: facts.interrupted.clone(),
         backup_timing,
         rollback_target,
         rollback_on_failure: params.rollback_allowed(cfg),
+        checks_failed: facts.checks.iter().filter(|c| c.status == CheckStatus::Failed).count(),
+        checks: facts.checks.clone(),
     })
 }
 
@@ -183,11 +242,11 @@ fn describe(
             cfg.maintenance.ttl
         ),
         Step::Backup => format!(
-            "back up the database ({:?} format), static and media files and the active schema version into {}, \
-             then verify ({:?})",
-            cfg.backup.format,
+            "back up the database ({} format), static and media files and the active schema version into {}, \
+             then verify ({})",
+            rail_core::config::value_name(&cfg.backup.format),
             cfg.backup.directory.display(),
-            cfg.backup.verify
+            rail_core::config::value_name(&cfg.backup.verify)
         ),
         Step::Migrate => match params.migrate_target() {
             Some(t) => format!("migrate {} to {}", t.app, t.migration),
@@ -213,10 +272,10 @@ fn describe(
             }
         }
         Step::Restart => format!(
-            "switch to app version {} and restart {} ({:?} backend)",
+            "switch to app version {} and restart {} ({} backend)",
             params.version.as_deref().or(facts.current_version.as_deref()).unwrap_or("(current)"),
             cfg.deploy.services.join(", "),
-            cfg.services.backend
+            rail_core::config::value_name(&cfg.services.backend)
         ),
         Step::PostChecks => format!(
             "health checks {} until healthy, for at most {}",
@@ -284,7 +343,14 @@ pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
         }
     ));
     out.push(format!("backup timing: {}", plan.backup_timing));
-    out.push(format!("lock: {}", plan.lock_holder.as_deref().unwrap_or("free")));
+    out.push(format!(
+        "lock: {}",
+        match (plan.lock, &plan.lock_holder, &plan.lock_error) {
+            ("held", Some(holder), _) => format!("held by {holder}"),
+            ("unknown", _, Some(why)) => format!("unknown ({why})"),
+            (state, _, _) => state.to_owned(),
+        }
+    ));
     if let Some(run) = &plan.interrupted_run {
         out.push(format!(
             "interrupted run: {run} - a deploy is refused until it is resumed or rolled back"
@@ -304,6 +370,23 @@ pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
         for cmd in &step.commands {
             out.push(format!("      $ {cmd}"));
         }
+    }
+    out.push("pre-checks (read-only):".into());
+    let width = plan.checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for check in &plan.checks {
+        let mark = match check.status {
+            CheckStatus::Ok => "ok",
+            CheckStatus::Failed => "FAILED",
+            CheckStatus::Unknown => "unknown",
+        };
+        out.push(format!("  {:width$}  {mark:7}  {}", check.name, check.detail));
+    }
+    if plan.failed() {
+        out.push(format!(
+            "dry run: {} pre-check{} failed: the deploy would stop in its pre-checks, changing nothing",
+            plan.checks_failed,
+            if plan.checks_failed == 1 { "" } else { "s" }
+        ));
     }
     for line in out {
         output::stdout_line(&line)?;
