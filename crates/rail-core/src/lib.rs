@@ -3,6 +3,16 @@
 //! Everything that touches the outside world lives here, one module per concern, so the binaries stay
 //! thin: they parse a command line, build a plan with this crate, and render its outcome.
 
+/// The version `-V` prints: the crate version, the commit built from and the build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RAIL_GIT_COMMIT"),
+    ", built ",
+    env!("RAIL_BUILD_DATE"),
+    ")"
+);
+
 pub mod archive;
 pub mod backup;
 pub mod cli;
@@ -16,6 +26,7 @@ pub mod maintenance;
 pub mod notify;
 pub mod output;
 pub mod process;
+pub mod progress;
 pub mod redis;
 pub mod restore;
 pub mod schema_store;

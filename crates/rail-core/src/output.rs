@@ -72,9 +72,11 @@ pub fn no_color_requested(no_color_flag: bool) -> bool {
 /// Set up logging for a binary: stderr in the chosen format, at the level `-v`/`-q` choose (or what
 /// `RUST_LOG` says), and, when `log_file` is given, plain text lines appended to it as well.
 ///
-/// Levels: by default `info` for rail's own crates and `warn` for dependencies; `-v` debug, `-vv` trace
-/// (dependencies info), `-vvv` everything; `-q` errors only. The log file always gets at least `info`, so
-/// `-q` quiets the terminal without emptying the record.
+/// Levels: by default warnings and errors only (the tools print their own progress lines); `-v` adds
+/// rail's `info` (each command run, as its argument vector), `-vv` `debug` (with the environment
+/// variables each command was given, secrets by name as `***`), `-vvv` rail's `trace` and dependencies'
+/// `info`, `-vvvv` everything; `-q` errors only. The log file always gets at least `info`, so `-q`
+/// quiets the terminal without emptying the record.
 pub fn init_logging(args: &LogArgs, log_file: Option<&Path>) -> Result<(), OutputError> {
     let ansi = !no_color_requested(args.no_color) && io::stderr().is_terminal();
     let rust_log = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
@@ -98,10 +100,18 @@ fn build_layers<W>(
 where
     W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
 {
-    let stderr_filter = filter(rust_log, args.verbose, args.quiet)?;
+    // JSON lines are for log collectors, which want the record: rail's `info` at least.
+    let verbose =
+        if args.log_format == LogFormat::Json { args.verbose.max(1) } else { args.verbose };
+    let stderr_filter = filter(rust_log, verbose, args.quiet)?;
     let base = tracing_subscriber::fmt::layer().with_writer(stderr).with_ansi(ansi);
     let mut layers: Vec<BoxedLayer> = vec![match args.log_format {
-        LogFormat::Text => base.with_target(args.verbose > 0).with_filter(stderr_filter).boxed(),
+        // A person at a terminal sees warnings and errors only, without timestamps; `-v` and up
+        // are logs, with time and target.
+        LogFormat::Text if args.verbose == 0 => {
+            base.without_time().with_target(false).with_filter(stderr_filter).boxed()
+        }
+        LogFormat::Text => base.with_target(true).with_filter(stderr_filter).boxed(),
         LogFormat::Json => base
             .json()
             .flatten_event(true)
@@ -120,7 +130,7 @@ where
             tracing_subscriber::fmt::layer()
                 .with_writer(Mutex::new(file))
                 .with_ansi(false)
-                .with_filter(filter(rust_log, args.verbose, false)?)
+                .with_filter(filter(rust_log, args.verbose.max(1), false)?)
                 .boxed(),
         );
     }
@@ -143,9 +153,10 @@ fn filter(rust_log: Option<&str>, verbose: u8, quiet: bool) -> Result<EnvFilter,
 fn default_directives(verbose: u8, quiet: bool) -> &'static str {
     match (quiet, verbose) {
         (true, _) => "error",
-        (false, 0) => "warn,rail=info",
-        (false, 1) => "warn,rail=debug",
-        (false, 2) => "info,rail=trace",
+        (false, 0) => "warn",
+        (false, 1) => "warn,rail=info",
+        (false, 2) => "warn,rail=debug",
+        (false, 3) => "info,rail=trace",
         (false, _) => "trace",
     }
 }
@@ -336,16 +347,20 @@ mod tests {
     #[test]
     fn verbosity_chooses_levels() {
         let args = |verbose, quiet| LogArgs { verbose, quiet, ..LogArgs::default() };
+        // A person sees warnings and errors only, without timestamps.
+        let quiet_text = log_with(&args(0, false), None, None).text();
+        assert_eq!(lines_with(&quiet_text), ["e-line", "dep-warn"]);
+        assert!(!quiet_text.contains("Z "), "no timestamp by default: {quiet_text}");
         assert_eq!(
-            lines_with(&log_with(&args(0, false), None, None).text()),
+            lines_with(&log_with(&args(1, false), None, None).text()),
             ["e-line", "i-line", "dep-warn"]
         );
         assert_eq!(
-            lines_with(&log_with(&args(1, false), None, None).text()),
+            lines_with(&log_with(&args(2, false), None, None).text()),
             ["e-line", "i-line", "d-line", "dep-warn"]
         );
         assert_eq!(
-            lines_with(&log_with(&args(2, false), None, None).text()),
+            lines_with(&log_with(&args(3, false), None, None).text()),
             ["e-line", "i-line", "d-line", "t-line", "dep-info", "dep-warn"]
         );
         assert_eq!(lines_with(&log_with(&args(0, true), None, None).text()), ["e-line"]);

@@ -1,16 +1,17 @@
-//! Progress of backups, verifications and restores: bars on a terminal, plain lines otherwise.
+//! Progress of backups, verifications and restores as a person sees it: bars with throughput and ETA
+//! on a terminal, plain lines (or nothing) otherwise. `rollback` and `deploy` show the same bars.
 
 use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::backup::Progress;
+use crate::output;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rail_core::backup::Progress;
-use rail_core::output;
 
 /// Progress shown the way stderr can show it.
-pub(crate) enum CliProgress {
+pub enum CliProgress {
     /// indicatif bars, one per task.
     Bars { multi: MultiProgress, bars: Mutex<HashMap<String, ProgressBar>> },
     /// One line when a task begins and one when it ends.
@@ -20,7 +21,8 @@ pub(crate) enum CliProgress {
 }
 
 impl CliProgress {
-    pub(crate) fn new(quiet: bool) -> Self {
+    /// Bars when stderr is a terminal, else a line per task begun and ended; nothing with `quiet`.
+    pub fn new(quiet: bool) -> Self {
         if quiet {
             Self::Silent
         } else if std::io::stderr().is_terminal() {
@@ -30,6 +32,16 @@ impl CliProgress {
             }
         } else {
             Self::Lines
+        }
+    }
+
+    /// Bars when stderr is a terminal, else nothing: for a tool whose own lines already say what
+    /// each step did (`deploy`).
+    pub fn bars_only(quiet: bool) -> Self {
+        if !quiet && std::io::stderr().is_terminal() {
+            Self::new(false)
+        } else {
+            Self::Silent
         }
     }
 }

@@ -51,6 +51,19 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+impl schemars::JsonSchema for Secret {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Secret".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A secret: never printed. Prefer `${VAR}` to reading it from the environment over writing it here.",
+            "type": "string"
+        })
+    }
+}
+
 /// Replace the password of a URL (`scheme://user:password@host`) with [`REDACTED`].
 ///
 /// Strings that do not parse as URLs are still redacted when they look like `scheme://user:pw@…`,
@@ -88,8 +101,87 @@ fn is_token_end(c: char) -> bool {
     c.is_whitespace() || matches!(c, '"' | '\'' | '`' | ',' | ';' | '(' | ')' | '<' | '>')
 }
 
-/// `user:pw@host…` (after an optional `scheme://`) with the password replaced.
+/// Words in a variable's name that mark its value as a secret (`SECRET_KEY`, `DB_PASSWORD`,
+/// `SENTRY_DSN`, `AWS_SESSION_TOKEN`, …). Matched on the upper-cased name split at `_`, `-` and `.`.
+const SECRET_NAME_WORDS: &[&str] = &[
+    "SECRET",
+    "PASSWORD",
+    "PASSWD",
+    "PASS",
+    "TOKEN",
+    "KEY",
+    "APIKEY",
+    "CREDENTIAL",
+    "CREDENTIALS",
+    "AUTH",
+    "AUTHORIZATION",
+    "PRIVATE",
+    "DSN",
+    "COOKIE",
+    "SALT",
+    "SIGNATURE",
+    "SESSION",
+    "WEBHOOK",
+    "PASSPHRASE",
+    "IDENTITY",
+];
+
+/// Whether an environment variable named `name` holds a secret, judged by its name: a value under
+/// such a name is never shown. Other values are shown with [`redact_credentials`] applied.
+pub fn is_secret_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.split(['_', '-', '.']).any(|word| SECRET_NAME_WORDS.contains(&word))
+        || ["SECRET", "PASSWORD", "TOKEN", "APIKEY"].iter().any(|w| upper.contains(w))
+}
+
+/// Prefixes of well-known credential formats: Slack, GitHub, GitLab, AWS access keys, Stripe.
+const TOKEN_PREFIXES: &[&str] = &[
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxr-",
+    "xoxs-",
+    "xapp-",
+    "ghp_",
+    "gho_",
+    "ghs_",
+    "ghu_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "AKIA",
+    "ASIA",
+    "sk_live_",
+    "sk_test_",
+    "rk_live_",
+];
+
+/// Query parameters whose value is a credential.
+const SECRET_PARAMS: &[&str] = &[
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "secret",
+    "password",
+    "signature",
+    "sig",
+    "x-amz-signature",
+    "x-amz-credential",
+    "auth",
+];
+
+/// `user:pw@host…` (after an optional `scheme://`) with the password replaced; a well-known token
+/// format, a Slack webhook path or a credential query parameter replaced too.
 fn redact_token(token: &str) -> String {
+    if let Some(prefix) = TOKEN_PREFIXES.iter().find(|p| token.starts_with(**p)) {
+        if token.len() >= prefix.len() + 8 {
+            return REDACTED.to_owned();
+        }
+    }
+    let token = redact_query_params(&redact_slack_webhook(token));
+    let token = token.as_str();
     let (head, rest) = match token.find("://") {
         Some(i) => token.split_at(i + 3),
         None => ("", token),
@@ -98,6 +190,37 @@ fn redact_token(token: &str) -> String {
     let Some(at) = rest[..authority_end].rfind('@') else { return token.to_owned() };
     let Some(colon) = rest[..at].find(':') else { return token.to_owned() };
     format!("{head}{}{REDACTED}{}", &rest[..=colon], &rest[at..])
+}
+
+/// `https://hooks.slack.com/services/T…/B…/secret`: the whole path is the credential.
+fn redact_slack_webhook(token: &str) -> String {
+    const HOOK: &str = "hooks.slack.com/services/";
+    match token.find(HOOK) {
+        Some(i) => format!("{}{HOOK}{REDACTED}", &token[..i]),
+        None => token.to_owned(),
+    }
+}
+
+/// `…?token=abc&page=2` → `…?token=***&page=2`, for the parameters in [`SECRET_PARAMS`].
+fn redact_query_params(token: &str) -> String {
+    let Some(q) = token.find('?') else { return token.to_owned() };
+    let (base, query) = token.split_at(q + 1);
+    let (query, fragment) = match query.find('#') {
+        Some(h) => query.split_at(h),
+        None => (query, ""),
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v))
+                if !v.is_empty() && SECRET_PARAMS.iter().any(|p| p.eq_ignore_ascii_case(k)) =>
+            {
+                format!("{k}={REDACTED}")
+            }
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}{}{fragment}", parts.join("&"))
 }
 
 /// `password=secret`, `password = 'secret'` (libpq's key=value form), any case.
@@ -193,6 +316,43 @@ mod tests {
             assert_eq!(redact_credentials(text), want, "{text}");
         }
         assert_eq!(redact_url("rail:hunter2@127.0.0.1/db"), "rail:***@127.0.0.1/db");
+    }
+
+    #[test]
+    fn secret_names_and_tokens_inside_values() {
+        for name in [
+            "SECRET_KEY",
+            "DB_PASSWORD",
+            "SENTRY_DSN",
+            "AWS_SESSION_TOKEN",
+            "STRIPE_APIKEY",
+            "EMAIL_HOST_PASSWORD",
+            "RAIL_BACKUP_KEY",
+            "slack_webhook_url",
+            "MYSECRETTHING",
+        ] {
+            assert!(is_secret_name(name), "{name}");
+        }
+        for name in
+            ["DEBUG", "ALLOWED_HOSTS", "STATIC_ROOT", "DJANGO_SETTINGS_MODULE", "PATH", "LANG"]
+        {
+            assert!(!is_secret_name(name), "{name}");
+        }
+        let cases = [
+            ("bot xoxb-123456789012-abcdefghij here", "bot *** here"),
+            ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "***"),
+            ("AKIAIOSFODNN7EXAMPLE", "***"),
+            (
+                "https://hooks.slack.com/services/T000/B000/XXXXXXXX",
+                "https://hooks.slack.com/services/***",
+            ),
+            ("https://h/api?page=2&token=abc123&x=1#f", "https://h/api?page=2&token=***&x=1#f"),
+            ("https://h/api?page=2", "https://h/api?page=2"),
+            ("AKIA", "AKIA"),
+        ];
+        for (text, want) in cases {
+            assert_eq!(redact_credentials(text), want, "{text}");
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use rail_core::backup::{self, BackupRequest, NoProgress};
+use rail_core::backup::{self, BackupRequest, Progress};
 use rail_core::config::Config;
 use rail_core::journal::RunId;
 use rail_core::restore::{self, RestoreOptions};
@@ -21,12 +21,18 @@ pub(crate) struct Components {
 }
 
 /// Take the run's backup set and verify it at `backup.verify`.
-pub(crate) async fn take(cfg: &Config, run_id: &RunId, state: &RunState) -> anyhow::Result<Value> {
+pub(crate) async fn take(
+    cfg: &Config,
+    run_id: &RunId,
+    state: &RunState,
+    progress: &Arc<dyn Progress>,
+) -> anyhow::Result<Value> {
     let mut request = BackupRequest::new(format!("deploy {run_id}"));
+    request.progress = Arc::clone(progress);
     request.app_version = state.version_from.clone();
     request.schema = crate::schema::active_snapshot(cfg).await;
     let set = backup::create(cfg, &request).await.context("taking the backup")?;
-    let report = backup::verify(cfg, &set.name, cfg.backup.verify, &NoProgress)
+    let report = backup::verify(cfg, &set.name, cfg.backup.verify, &**progress)
         .await
         .context("verifying the backup")?;
     if !report.ok() {
@@ -36,7 +42,7 @@ pub(crate) async fn take(cfg: &Config, run_id: &RunId, state: &RunState) -> anyh
     Ok(json!({
         "backup": set.name,
         "bytes": size,
-        "summary": format!("{} ({}), verified: {:?}", set.name, rail_core::config::ByteSize(size), cfg.backup.verify),
+        "summary": format!("{} ({}), verified: {}", set.name, rail_core::config::ByteSize(size), rail_core::config::value_name(&cfg.backup.verify)),
     }))
 }
 
@@ -81,6 +87,7 @@ pub(crate) async fn restore(
     run_id: &RunId,
     name: &str,
     components: &Components,
+    progress: &Arc<dyn Progress>,
     restored: &mut Vec<String>,
     during: impl FnOnce(),
 ) -> anyhow::Result<()> {
@@ -95,7 +102,7 @@ pub(crate) async fn restore(
         schema: components.schema,
         app: false,
     };
-    opts.progress = Arc::new(NoProgress);
+    opts.progress = Arc::clone(progress);
     let prepared = restore::prepare(cfg, &set, &opts)
         .await
         .with_context(|| format!("preparing the restore of {name}"))?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rail_core::config::Config;
 use rail_core::process::Cmd;
-use rail_core::secret::Secret;
+use rail_core::secret::{is_secret_name, redact_credentials, Secret};
 
 /// A `--migrate-to APP:MIGRATION` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,9 +53,11 @@ impl<'a> Django<'a> {
 
     /// [`Self::command`] with `STATIC_ROOT` set to `static_root` rather than `app.static_dir`.
     fn command_with_static_root(&self, argv: &[String], static_root: &Path) -> anyhow::Result<Cmd> {
-        // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): every value is
-        // passed as a secret, so the logged command line never shows one. Keys rail sets itself below
-        // from its own configuration are left out here.
+        // The app's environment file holds its secrets (SECRET_KEY, passwords in URLs): a value is
+        // passed as a secret, never shown, when its name says so (`*_PASSWORD`, `*_TOKEN`, `*_KEY`,
+        // …) or when it holds a credential (a URL with a password, a known token format); the rest
+        // (`DEBUG`, `ALLOWED_HOSTS`) show as they are. Keys rail sets itself below from its own
+        // configuration are left out here.
         const OWN: [&str; 5] =
             ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
         let Some((program, rest)) = argv.split_first() else { bail!("empty command") };
@@ -63,8 +65,13 @@ impl<'a> Django<'a> {
         let expand = |s: &str| s.replace("{python}", &python);
         let mut cmd = Cmd::new(expand(program)).args(rest.iter().map(|a| expand(a))).cwd(&self.dir);
         for (key, value) in app_env(self.cfg)? {
-            if !OWN.contains(&key.as_str()) {
+            if OWN.contains(&key.as_str()) {
+                continue;
+            }
+            if is_secret_name(&key) || redact_credentials(&value) != value {
                 cmd = cmd.secret_env(key, &Secret::new(value));
+            } else {
+                cmd = cmd.env(key, value);
             }
         }
         if let Some(url) = self.cfg.database_url() {

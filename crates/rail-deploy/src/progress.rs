@@ -47,7 +47,10 @@ impl Progress for Lines {
 
     fn step_finished(&mut self, step: &str, ok: bool, elapsed: Duration, detail: &str) {
         let mark = if ok { "ok" } else { "FAILED" };
-        let detail_part = if detail.is_empty() { String::new() } else { format!(": {detail}") };
+        // A failure's whole message (a program's stderr, a traceback) is printed once, at the end:
+        // its step line carries the first line only.
+        let shown = if ok { detail } else { first_line(detail) };
+        let detail_part = if shown.is_empty() { String::new() } else { format!(": {shown}") };
         self.emit(&format!("    {step} {mark} in {}{detail_part}", format_duration(elapsed)));
         self.timeline.push(StepTiming {
             step: step.to_owned(),
@@ -56,6 +59,12 @@ impl Progress for Lines {
             detail: detail.to_owned(),
         });
     }
+}
+
+/// The first line of an error message, without the stderr a program's failure quotes.
+fn first_line(text: &str) -> &str {
+    let line = text.lines().next().unwrap_or_default();
+    line.split_once("; its stderr ends with:").map_or(line, |(head, _)| head)
 }
 
 /// `1.234s`, `350ms`, `2m 05s`.

@@ -10,10 +10,10 @@ use rail_core::journal::RunOutcome;
 use rail_core::output;
 
 use crate::hooks;
-use crate::progress::CliProgress;
 use crate::run::Run;
 use crate::verify::level_name;
 use crate::{Ctx, Exit};
+use rail_core::progress::CliProgress;
 
 pub(crate) async fn run(
     ctx: &Ctx,

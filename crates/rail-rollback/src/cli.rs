@@ -5,7 +5,7 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
 
 /// List, verify, create and restore backup sets (database, static, media, GraphQL schema version, app version).
 #[derive(Debug, Parser)]
-#[command(name = "rollback", version)]
+#[command(name = "rollback", version = rail_core::VERSION)]
 #[command(after_help = "Examples:
   rollback list --detailed --recent 7
   rollback verify backup_20240115_143022 --level structure

@@ -8,9 +8,9 @@ use rail_core::exit;
 use rail_core::journal::RunOutcome;
 use rail_core::output::{self, Style, Table};
 
-use crate::progress::CliProgress;
 use crate::run::Run;
 use crate::Ctx;
+use rail_core::progress::CliProgress;
 
 pub(crate) async fn run(ctx: &Ctx, dry_run: bool) -> anyhow::Result<u8> {
     let cfg = &ctx.cfg;

@@ -23,9 +23,9 @@ use serde_json::{json, Value};
 
 use crate::cli::{self, RollbackArgs};
 use crate::hooks::{self, RollbackEvent};
-use crate::progress::CliProgress;
 use crate::run::{AuditInfo, Run};
 use crate::{Ctx, Exit};
+use rail_core::progress::CliProgress;
 
 /// What `rollback rollback --format json` prints.
 #[derive(Debug, Serialize)]

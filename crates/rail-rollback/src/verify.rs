@@ -7,9 +7,9 @@ use rail_core::cli::OutputFormat;
 use rail_core::exit;
 use rail_core::output;
 
-use crate::progress::CliProgress;
 use crate::run::Run;
 use crate::{Ctx, Exit};
+use rail_core::progress::CliProgress;
 
 pub(crate) async fn run(ctx: &Ctx, name: Option<&str>, level: VerifyLevel) -> anyhow::Result<u8> {
     let cfg = &ctx.cfg;

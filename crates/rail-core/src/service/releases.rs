@@ -191,8 +191,8 @@ impl ReleasesController {
         Ok(out)
     }
 
-    /// The start command for release `version`, placeholders replaced, with the app's environment (its
-    /// values shown as `***`: they hold the database URL and the secret key).
+    /// The start command for release `version`, placeholders replaced, with the app's environment (the
+    /// values of secrets, by name or content, shown as `***`).
     pub fn start_command(&self, version: &str) -> Result<Cmd, ServiceError> {
         let root = self.root.to_string_lossy().into_owned();
         let current = self.current_link().to_string_lossy().into_owned();
@@ -203,7 +203,14 @@ impl ReleasesController {
         );
         let mut cmd = cmd_from(&argv).cwd(self.current_link()).timeout(self.start_timeout);
         for (key, value) in self.app_env()? {
-            cmd = cmd.secret_env(key, &Secret::new(value));
+            // Secret by name or by a credential inside the value; `DEBUG=0` shows as it is.
+            if crate::secret::is_secret_name(&key)
+                || crate::secret::redact_credentials(&value) != value
+            {
+                cmd = cmd.secret_env(key, &Secret::new(value));
+            } else {
+                cmd = cmd.env(key, value);
+            }
         }
         Ok(cmd)
     }
