@@ -11,7 +11,7 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
 #[derive(Debug, Parser)]
 // `--version` takes the app version to deploy (as the older tool's users expect), so rail's own
 // version is printed by `-V` alone.
-#[command(name = "deploy", version, disable_version_flag = true)]
+#[command(name = "deploy", version = rail_core::VERSION, disable_version_flag = true)]
 #[command(after_help = "Examples:
   deploy --environment staging --version v2
   deploy --config deployment-production.json --dry-run

@@ -12,7 +12,7 @@ use rail_core::cli::{ConfigArgs, LogArgs, Shell};
 /// configuration error. With --nagios: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
 /// The environment alone (DATABASE_URL, REDIS_URL, APP_URL, GRAPHQL_URL) is enough configuration.
 #[derive(Debug, Parser)]
-#[command(name = "healthcheck", version, args_conflicts_with_subcommands = true)]
+#[command(name = "healthcheck", version = rail_core::VERSION, args_conflicts_with_subcommands = true)]
 #[command(after_help = "Examples:
   healthcheck
   healthcheck --check database --check redis --format json

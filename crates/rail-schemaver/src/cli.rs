@@ -11,7 +11,7 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
 /// Exit codes: 0 no failing change, 1 failing changes found (or the operation failed),
 /// 2 invalid or unreadable schema, usage or configuration error, 3 refused.
 #[derive(Debug, Parser)]
-#[command(name = "schemaver", version)]
+#[command(name = "schemaver", version = rail_core::VERSION)]
 #[command(after_help = "Examples:
   schemaver create --version 1.2.0 --description \"Added uploads\" --from-url http://127.0.0.1:8000/graphql/ --activate
   schemaver compare old.graphql new.graphql --format markdown
