@@ -13,8 +13,9 @@ use super::units::{ByteSize, HumanDuration};
 use crate::secret::Secret;
 
 /// The whole configuration of one environment, after every layer is applied.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct Config {
     /// `production`, `staging`, `local`…
     pub environment: String,
@@ -33,8 +34,9 @@ pub struct Config {
 }
 
 /// The PostgreSQL database of the app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgresql://user:password@host:port/name`; `DATABASE_URL` sets it.
     pub url: Secret,
@@ -69,8 +71,9 @@ impl Default for DatabaseConfig {
 }
 
 /// The Redis server of the app (cache and the maintenance key).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RedisConfig {
     /// `redis://[:password@]host:port/db`; `REDIS_URL` sets it.
     pub url: Secret,
@@ -84,8 +87,9 @@ impl Default for RedisConfig {
 }
 
 /// The Django app itself: where it runs and how to call its management commands.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct AppConfig {
     /// Base URL of the running app, e.g. `http://127.0.0.1:8000`; `APP_URL` sets it.
     pub url: String,
@@ -128,7 +132,9 @@ impl Default for AppConfig {
 }
 
 /// When the backup of a deploy is taken.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum BackupTiming {
     /// Inside the maintenance window: no write can be lost by a rollback (RPO 0).
@@ -140,7 +146,9 @@ pub enum BackupTiming {
 }
 
 /// How a deploy collects static files.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum StaticStrategy {
     /// Before the maintenance window, `collectstatic` runs into a copy of `app.static_dir` (its
@@ -156,8 +164,9 @@ pub enum StaticStrategy {
 
 /// The deploy pipeline: which steps run and how. The first nine keys are those of the older
 /// `deployment-<env>.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct DeployConfig {
     pub database_backup: bool,
     pub run_tests: bool,
@@ -234,7 +243,9 @@ impl Default for DeployConfig {
 }
 
 /// Database dump format.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpFormat {
     /// `pg_dump --format=custom` into `database.dump`.
@@ -245,7 +256,9 @@ pub enum DumpFormat {
 }
 
 /// Compression of the static and media archives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {
     #[default]
@@ -254,7 +267,19 @@ pub enum Compression {
 }
 
 /// How deeply a backup is verified.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum VerifyLevel {
     /// Re-hash every component against the manifest.
@@ -267,8 +292,9 @@ pub enum VerifyLevel {
 }
 
 /// Backup sets: where, how, how many.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct BackupConfig {
     /// Directory holding backup sets, journals and the audit log.
     pub directory: PathBuf,
@@ -318,8 +344,9 @@ impl Default for BackupConfig {
 }
 
 /// The two maintenance signals and their expiry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct MaintenanceConfig {
     /// Flag file read by nginx and the app's middleware; empty disables it.
     pub flag_file: PathBuf,
@@ -343,7 +370,9 @@ impl Default for MaintenanceConfig {
 }
 
 /// Which service backend restarts the app.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum ServiceBackend {
     /// No service control: restarts are skipped (and said so).
@@ -357,8 +386,9 @@ pub enum ServiceBackend {
 }
 
 /// Service control.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ServicesConfig {
     pub backend: ServiceBackend,
     pub start_timeout: HumanDuration,
@@ -386,8 +416,9 @@ impl Default for ServicesConfig {
 }
 
 /// Capistrano-style releases: `<root>/releases/<version>/` and a `current` symlink.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ReleasesBackend {
     pub root: PathBuf,
     /// Argument vector that starts the app (it must return once the app is started, e.g. gunicorn --daemon).
@@ -402,8 +433,9 @@ pub struct ReleasesBackend {
 }
 
 /// `docker compose -f FILE -p PROJECT …`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct ComposeBackend {
     pub file: PathBuf,
     pub project: String,
@@ -426,8 +458,9 @@ impl Default for ComposeBackend {
 }
 
 /// `systemctl stop|start|restart|is-active UNIT…`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct SystemdBackend {
     pub units: Vec<String>,
     /// `systemctl --user`.
@@ -452,8 +485,9 @@ impl Default for SystemdBackend {
 }
 
 /// A configured argument vector per action. `{version}` is replaced by the app version.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct CommandBackend {
     pub start: Vec<String>,
     pub stop: Vec<String>,
@@ -464,8 +498,9 @@ pub struct CommandBackend {
 }
 
 /// `kubectl rollout restart|status|undo`, `kubectl set image`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct KubernetesBackend {
     pub namespace: String,
     pub context: String,
@@ -490,8 +525,9 @@ impl Default for KubernetesBackend {
 }
 
 /// Health checks and their thresholds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct HealthConfig {
     /// Timeout of each check unless the check sets its own.
     pub timeout: HumanDuration,
@@ -534,8 +570,9 @@ impl Default for HealthConfig {
 }
 
 /// Latency thresholds of one check, and its own timeout.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct LatencyThresholds {
     pub warning_latency: HumanDuration,
     pub critical_latency: HumanDuration,
@@ -554,8 +591,9 @@ impl Default for LatencyThresholds {
 }
 
 /// Directories that must exist and be writable, and free space floors.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct FilesystemCheck {
     /// Empty means: the backup directory and the app's static and media directories.
     pub paths: Vec<PathBuf>,
@@ -576,8 +614,9 @@ impl Default for FilesystemCheck {
 }
 
 /// Host load and memory thresholds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct PerformanceCheck {
     /// One-minute load average per core.
     pub load_warning: f64,
@@ -598,8 +637,9 @@ impl Default for PerformanceCheck {
 }
 
 /// Where notifications go and when.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct NotificationsConfig {
     pub on_success: bool,
     pub on_failure: bool,
@@ -631,8 +671,9 @@ impl Default for NotificationsConfig {
 }
 
 /// Slack incoming webhook.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct SlackConfig {
     pub enabled: bool,
     pub webhook_url: Secret,
@@ -641,8 +682,9 @@ pub struct SlackConfig {
 }
 
 /// Generic JSON webhook.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub enabled: bool,
     pub url: Secret,
@@ -651,7 +693,9 @@ pub struct WebhookConfig {
 }
 
 /// How the SMTP connection is secured.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SmtpSecurity {
     #[default]
@@ -661,8 +705,9 @@ pub enum SmtpSecurity {
 }
 
 /// Email over SMTP.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct EmailConfig {
     pub enabled: bool,
     pub smtp_server: String,
@@ -690,7 +735,9 @@ impl Default for EmailConfig {
 }
 
 /// Where schema versions are kept.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum SchemaStoreKind {
     /// `<directory>/index.json` and one SDL file per version; works with no database.
@@ -701,8 +748,9 @@ pub enum SchemaStoreKind {
 }
 
 /// The GraphQL schema registry.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct SchemaConfig {
     pub store: SchemaStoreKind,
     pub directory: PathBuf,
@@ -721,7 +769,9 @@ impl Default for SchemaConfig {
 }
 
 /// Database restore strategy.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreStrategy {
     #[default]
@@ -730,8 +780,9 @@ pub enum RestoreStrategy {
 }
 
 /// Rollback safety rules; the keys are those of the older `rollback_config.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RollbackConfig {
     pub max_rollback_age_days: u32,
     /// Restore the older tools' plain-SQL `db_backup_*.sql` dumps, which carry no authentication.
@@ -754,8 +805,9 @@ impl Default for RollbackConfig {
 }
 
 /// `safety_checks` of rollback_config.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct SafetyChecks {
     pub require_confirmation: bool,
     pub check_active_connections: bool,
@@ -778,8 +830,9 @@ impl Default for SafetyChecks {
 }
 
 /// `rollback_procedures` of rollback_config.json.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct RollbackProcedures {
     pub pre_rollback_backup: bool,
     pub service_stop_timeout: HumanDuration,
@@ -801,8 +854,9 @@ impl Default for RollbackProcedures {
 }
 
 /// `monitoring` of rollback_config.json.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default)]
+#[schemars(deny_unknown_fields)]
 pub struct MonitoringConfig {
     /// Log lines are appended here as well as written to stderr.
     pub log_file: PathBuf,

@@ -544,3 +544,176 @@ fn the_backup_directory_is_kept_apart_from_the_system_and_the_app() {
         with(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
     }
 }
+
+/// `docs/rail-config.schema.json` is what the model generates. `RAIL_WRITE_SCHEMA=1` (what
+/// `cargo xtask docs` sets) writes it instead of comparing.
+#[test]
+fn the_config_schema_file_is_current() {
+    let path = workspace_root().join(SCHEMA_PATH);
+    let generated = json_schema();
+    if std::env::var_os("RAIL_WRITE_SCHEMA").is_some() {
+        fs_err::write(&path, &generated).unwrap();
+        return;
+    }
+    let on_disk = fs_err::read_to_string(&path).unwrap_or_default();
+    assert!(
+        on_disk == generated,
+        "{SCHEMA_PATH} is out of date with the configuration model: run `cargo xtask docs` and commit it"
+    );
+}
+
+/// Follow `$ref` to `$defs`, and the `anyOf`/`oneOf` of an optional value, to an object schema.
+fn resolve<'a>(root: &'a Value, mut node: &'a Value) -> &'a Value {
+    loop {
+        if let Some(reference) = node.get("$ref").and_then(Value::as_str) {
+            let name = reference.trim_start_matches("#/$defs/");
+            node = &root["$defs"][name];
+            continue;
+        }
+        if let Some(alts) =
+            node.get("anyOf").or_else(|| node.get("oneOf")).and_then(Value::as_array)
+        {
+            if let Some(object) = alts.iter().find(|a| a.get("$ref").is_some()) {
+                node = object;
+                continue;
+            }
+        }
+        return node;
+    }
+}
+
+/// Every key of `value` (a TOML tree as JSON) is a property of `schema`, at every depth.
+fn keys_in_schema(
+    root: &Value,
+    schema: &Value,
+    value: &Value,
+    at: &str,
+    unknown: &mut Vec<String>,
+) {
+    let schema = resolve(root, schema);
+    let Value::Object(map) = value else { return };
+    for (key, child) in map {
+        let path = if at.is_empty() { key.clone() } else { format!("{at}.{key}") };
+        match schema.get("properties").and_then(|p| p.get(key)) {
+            Some(sub) => keys_in_schema(root, sub, child, &path, unknown),
+            None => match schema.get("additionalProperties") {
+                Some(Value::Bool(false)) | None => unknown.push(path),
+                Some(sub) => keys_in_schema(root, sub, child, &path, unknown),
+            },
+        }
+    }
+}
+
+#[test]
+fn shipped_configs_name_the_schema_and_use_only_its_keys() {
+    let root = workspace_root();
+    let schema: Value = serde_json::from_str(&json_schema()).unwrap();
+    assert_eq!(
+        schema["additionalProperties"],
+        Value::Bool(false),
+        "unknown top-level keys are errors"
+    );
+    let mut seen = 0;
+    for entry in fs_err::read_dir(root.join("deploy-configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        seen += 1;
+        let text = fs_err::read_to_string(&path).unwrap();
+        let first = text.lines().next().unwrap_or_default();
+        let reference = first.strip_prefix("#:schema ").unwrap_or_else(|| {
+            panic!("{}: the first line must be `#:schema ../{SCHEMA_PATH}`", path.display())
+        });
+        let target = path.parent().unwrap().join(reference.trim());
+        assert_eq!(
+            fs_err::canonicalize(&target).unwrap(),
+            fs_err::canonicalize(root.join(SCHEMA_PATH)).unwrap(),
+            "{}",
+            path.display()
+        );
+        let tree: Value =
+            serde_json::to_value(toml::from_str::<toml::Value>(&text).unwrap()).unwrap();
+        let mut unknown = Vec::new();
+        keys_in_schema(&schema, &schema, &tree, "", &mut unknown);
+        assert!(
+            unknown.is_empty(),
+            "{}: keys missing from the schema: {unknown:?}",
+            path.display()
+        );
+    }
+    assert!(seen >= 3, "the shipped configurations were not found");
+    // The check itself catches a key the model does not have.
+    let mut unknown = Vec::new();
+    let bad = serde_json::json!({"deploy": {"strategy_typo": 1}, "backup": {"keep_last": 3}});
+    keys_in_schema(&schema, &schema, &bad, "", &mut unknown);
+    assert_eq!(unknown, ["deploy.strategy_typo"]);
+}
+
+#[test]
+fn an_environment_that_names_nothing_is_an_error_listing_where_it_looked() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "staging.toml", "environment = \"staging\"\n");
+    let opts = |name: &str| LoadOptions {
+        environment: Some(name.into()),
+        config_dir: Some(dir.path().to_owned()),
+        dotenv_dir: Some(dir.path().to_owned()),
+        env: Some(env(&[])),
+        ..LoadOptions::default()
+    };
+    let err = load(&opts("prod")).unwrap_err();
+    assert!(matches!(err, ConfigError::UnknownEnvironment { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("--environment prod")
+            && text.contains(&dir.path().join("prod.toml").display().to_string())
+            && text.contains(".env.prod"),
+        "{text}"
+    );
+    load(&opts("staging")).unwrap();
+    // A dotenv file of its own is enough.
+    write(dir.path(), ".env.review", "APP_URL=http://review\n");
+    let loaded = load(&opts("review")).unwrap();
+    assert_eq!(loaded.config.app.url, "http://review");
+    // RAIL_ENVIRONMENT alone (containers configured by variables) is not checked.
+    let loaded = load(&LoadOptions {
+        config_dir: Some(dir.path().to_owned()),
+        dotenv_dir: Some(dir.path().to_owned()),
+        env: Some(env(&[("RAIL_ENVIRONMENT", "prod"), ("DATABASE_URL", "postgresql://h/db")])),
+        ..LoadOptions::default()
+    })
+    .unwrap();
+    assert_eq!(loaded.config.environment, "prod");
+    assert!(!loaded.defaults_only());
+}
+
+#[test]
+fn a_command_that_changes_things_refuses_defaults_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let load_with = |pairs: &[(&str, &str)], overrides: Vec<(String, String, Value)>| {
+        load(&LoadOptions {
+            config_dir: Some(dir.path().to_owned()),
+            dotenv_dir: Some(dir.path().to_owned()),
+            env: Some(env(pairs)),
+            overrides,
+            ..LoadOptions::default()
+        })
+        .unwrap()
+    };
+    // A backup key alone says nothing about which system to act on.
+    let bare = load_with(&[("RAIL_BACKUP_KEY_FILE", "/k")], vec![]);
+    assert!(bare.defaults_only());
+    let text = bare.require_configured("deploy").unwrap_err().to_string();
+    assert!(
+        text.starts_with("deploy changes the live system")
+            && text.contains("--config FILE")
+            && text.contains("production.toml"),
+        "{text}"
+    );
+    assert!(!load_with(&[("DATABASE_URL", "postgresql://h/db")], vec![]).defaults_only());
+    let flagged = load_with(
+        &[],
+        vec![("app.url".into(), "app-url".into(), Value::String("http://x".into()))],
+    );
+    flagged.require_configured("deploy").unwrap();
+}

@@ -172,6 +172,34 @@ impl<'de> Deserialize<'de> for ByteSize {
     }
 }
 
+impl schemars::JsonSchema for HumanDuration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A duration such as \"30s\", \"5m\", \"1m 30s\" or \"250ms\", or a number of seconds",
+            "type": ["string", "number"],
+            "minimum": 0
+        })
+    }
+}
+
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size such as \"1GiB\", \"512 MiB\" or \"500 MB\", or a number of bytes",
+            "type": ["string", "integer"],
+            "minimum": 0
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
