@@ -12,6 +12,8 @@
 mod bench;
 mod ci;
 mod demo;
+#[cfg(test)]
+mod docs_drift;
 mod envfile;
 mod fuzz;
 mod man;

@@ -7,6 +7,7 @@ mod dryrun;
 mod failures;
 mod kill;
 mod lock;
+mod operator;
 mod ops;
 mod options;
 mod pipeline;
