@@ -207,7 +207,8 @@ impl RunLock {
             .await
             .map_err(|source| LockError::Connect { source })?;
         let lock = Self { client, server: server.to_string(), key, holder: holder.clone() };
-        let deadline = wait.map(|wait| Instant::now() + wait);
+        let mut deadline = wait.map(|wait| Instant::now() + wait);
+        let mut dead_grace_given = false;
         loop {
             let row = lock.query_one("SELECT pg_try_advisory_lock($1)", &[&key]).await?;
             if row.get::<_, bool>(0) {
@@ -216,6 +217,17 @@ impl RunLock {
                 return Ok(lock);
             }
             let owner = owner_of(&lock.client, &lock.server, key).await?;
+            // A run of this host that is gone (killed) still holds the lock until the server notices
+            // its connection closed, which a loaded server may take a moment to do: wait for that
+            // rather than refusing the run that comes to clean up after it.
+            if let Some(LockOwner::Rail(dead)) = &owner {
+                if !dead_grace_given && dead.host == host_name() && !process_alive(dead.pid) {
+                    dead_grace_given = true;
+                    let until = Instant::now() + DEAD_HOLDER_GRACE;
+                    deadline = Some(deadline.map_or(until, |d| d.max(until)));
+                    tracing::debug!(pid = dead.pid, "the lock holder's process is gone; waiting for the server to end its session");
+                }
+            }
             if deadline.is_some_and(|deadline| Instant::now() < deadline) {
                 if let Some(owner) = &owner {
                     tracing::debug!(%owner, "waiting for the run lock");
@@ -317,6 +329,18 @@ async fn query_one(
 }
 
 /// Who holds lock `key` on the server `client` is connected to, if anyone.
+/// How long a run waits for the server to end the session of a lock holder whose process is gone.
+const DEAD_HOLDER_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether process `pid` of this host exists (signal 0).
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else { return false };
+    !matches!(
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+        Err(nix::errno::Errno::ESRCH)
+    )
+}
+
 async fn owner_of(client: &Client, server: &str, key: i64) -> Result<Option<LockOwner>, LockError> {
     let sql = format!(
         "SELECT l.pid, coalesce(a.application_name, ''), to_regclass('rail_lock_holders') IS NOT NULL

@@ -196,3 +196,32 @@ async fn killing_the_holder_process_frees_the_lock() {
     assert_eq!(lock::current_holder(&target).await.unwrap(), Some(LockOwner::Rail(me)));
     lock.release().await.unwrap();
 }
+
+/// A holder of this host whose process is gone (killed) keeps the lock only until the server ends its
+/// session; the next run waits for that instead of refusing. A live holder is refused at once.
+#[tokio::test]
+async fn a_run_waits_out_a_dead_holder_of_this_host_but_not_a_live_one() {
+    let target = unique_target("dead");
+    // A process that existed and is gone: its pid is free.
+    let gone = Cmd::new("true").spawn().unwrap();
+    let dead_pid = gone.pid().unwrap();
+    gone.wait().await.unwrap();
+    let mut dead = holder(RunKind::Deploy);
+    dead.pid = dead_pid;
+    let held = RunLock::acquire(&target, &dead, None).await.unwrap();
+    let releaser = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        drop(held);
+    });
+    // No --lock-wait, and the lock is held when it asks: it succeeds only by waiting.
+    let next = RunLock::acquire(&target, &holder(RunKind::Deploy), None).await.unwrap();
+    assert!(releaser.is_finished(), "the lock was taken before the dead holder's session ended");
+    releaser.await.unwrap();
+    drop(next);
+
+    // The same with a live holder (this test process): refused without waiting.
+    let live = RunLock::acquire(&target, &holder(RunKind::Deploy), None).await.unwrap();
+    let err = RunLock::acquire(&target, &holder(RunKind::Rollback), None).await.unwrap_err();
+    assert!(matches!(held_owner(err), LockOwner::Rail(_)));
+    drop(live);
+}
