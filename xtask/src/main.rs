@@ -12,6 +12,7 @@
 mod bench;
 mod ci;
 mod demo;
+mod dist;
 #[cfg(test)]
 mod docs_drift;
 mod envfile;
@@ -39,6 +40,8 @@ commands:
   ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`
   bench [GROUP]  side-by-side timings against the programs rail replaces (`bench --help`)
   man            write the four binaries' man pages into docs/man/
+  docs           regenerate docs/rail-config.schema.json (kept in git) and the man pages
+  dist           the release tarball in target/dist/: binaries, completions, man pages, licences, SHA256SUMS
   fuzz [TARGET] [--time S]  run the cargo-fuzz targets (nightly) for S seconds each (default 60)";
 
 fn main() -> ExitCode {
@@ -63,6 +66,8 @@ fn run(args: &[String]) -> Result<()> {
         Some("demo") => demo::run(&root, rest),
         Some("ci") => ci::run(&root, rest),
         Some("man") => man::run(&root, rest),
+        Some("docs") => dist::docs(&root, rest),
+        Some("dist") => dist::run(&root, rest),
         Some("fuzz") => fuzz::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {
             println!("{USAGE}");

@@ -297,14 +297,14 @@ pub(crate) enum LockState {
     Unknown(String),
 }
 
-/// The directory `manage.py` runs in for `version`: the release directory with the `releases`
-/// backend, `app.dir` otherwise.
+/// The directory `manage.py` runs in for `version`: the release's directory when the layout has
+/// releases (`services.releases.root`, whatever restarts the app: the `releases` backend, or a
+/// systemd unit that runs `releases/${APP_VERSION}`), so migrations run the code being deployed;
+/// `app.dir` otherwise.
 pub(crate) fn release_dir(cfg: &Config, version: Option<&str>) -> PathBuf {
     let root = &cfg.services.releases.root;
-    match (cfg.services.backend, version) {
-        (rail_core::config::ServiceBackend::Releases, Some(v)) if !root.as_os_str().is_empty() => {
-            django::release_dir(root, v)
-        }
+    match version {
+        Some(v) if !root.as_os_str().is_empty() => django::release_dir(root, v),
         _ => cfg.app.dir.clone(),
     }
 }

@@ -14,7 +14,9 @@ pub(crate) async fn current_version(cfg: &Config) -> Option<String> {
 /// Refuse an app version that is not a valid name or, with the `releases` backend, has no release.
 pub(crate) fn check_version_exists(cfg: &Config, version: &str) -> anyhow::Result<()> {
     service::validate_version(version)?;
-    if cfg.services.backend == ServiceBackend::Releases {
+    if cfg.services.backend == ServiceBackend::Releases
+        || !cfg.services.releases.root.as_os_str().is_empty()
+    {
         let dir = crate::django::release_dir(&cfg.services.releases.root, version);
         if !dir.is_dir() {
             anyhow::bail!(

@@ -5,6 +5,7 @@ mod support;
 
 mod dryrun;
 mod failures;
+mod getting_started;
 mod kill;
 mod lock;
 mod operator;
