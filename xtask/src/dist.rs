@@ -55,6 +55,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         let exe = release.join(bin);
         let target = stage.join("bin").join(bin);
         fs::copy(&exe, &target)?;
+        // The release profile keeps line tables for backtraces in the build; the shipped copy drops
+        // them (a 70 MB binary becomes a tenth of that), keeping symbol names.
+        util::run(util::command("strip").arg("--strip-debug").arg(&target))
+            .context("strip (binutils) removes the debug information from the shipped binaries")?;
         util::run_captured(util::command(&exe).arg("man").arg("--dir").arg(stage.join("man")))?;
         for (shell, prefix) in SHELLS {
             let script = util::run_captured(util::command(&exe).args(["completions", shell]))?;
