@@ -6,6 +6,7 @@
 //! `cargo xtask docs`: the generated files that are kept in git (the configuration schema), and the
 //! man pages.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
@@ -84,7 +85,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut sums = String::new();
     for file in &files {
         let bytes = fs::read(stage.join(file))?;
-        sums.push_str(&format!("{}  {}\n", util::sha256_hex(&bytes), file.display()));
+        let _ = writeln!(sums, "{}  {}", util::sha256_hex(&bytes), file.display());
     }
     fs::write(stage.join("SHA256SUMS"), &sums)?;
 

@@ -75,7 +75,7 @@ impl ProcessError {
                 let mut text = other.to_string();
                 let mut source = std::error::Error::source(other);
                 while let Some(cause) = source {
-                    text.push_str(&format!(": {cause}"));
+                    text = format!("{text}: {cause}");
                     source = cause.source();
                 }
                 text
