@@ -152,3 +152,34 @@ fn a_failing_tool_fails_its_workflow_step() {
     let _ = fs::remove_dir_all(&tmp);
     assert!(survived.is_empty(), "steps that hide a tool's failure:\n{}", survived.join("\n"));
 }
+
+/// The licences the manifests name are in the repository (and so in the release tarball), and no
+/// manifest points at a placeholder address.
+#[test]
+fn the_licence_files_match_the_manifests() {
+    let root = project_root();
+    let workspace: toml::Table =
+        toml::from_str(&fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    let package = &workspace["workspace"]["package"];
+    assert_eq!(package["license"].as_str(), Some("MIT OR Apache-2.0"));
+    let mit = fs::read_to_string(root.join("LICENSE-MIT")).unwrap();
+    assert!(
+        mit.starts_with("MIT License") && mit.contains("Permission is hereby granted"),
+        "LICENSE-MIT"
+    );
+    let apache = fs::read_to_string(root.join("LICENSE-APACHE")).unwrap();
+    assert!(
+        apache.contains("Apache License") && apache.contains("Version 2.0, January 2004"),
+        "LICENSE-APACHE"
+    );
+    let mut manifests = manifests(&root);
+    manifests.push(root.join("Cargo.toml"));
+    for path in manifests {
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.contains("example.invalid"),
+            "{} names a placeholder address",
+            path.display()
+        );
+    }
+}
