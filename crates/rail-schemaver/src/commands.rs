@@ -23,6 +23,8 @@ use crate::{capture, settings, Fail};
 struct Ctx {
     quiet: bool,
     colour: bool,
+    /// `--allow-invalid`: a schema that parses but does not validate is used, with a warning.
+    allow_invalid: bool,
     /// The endpoint to introspect when no flag or `GRAPHQL_URL` names one: `schema.capture_url`, else
     /// the app's GraphQL URL, from the rail configuration when one is named.
     capture_url: Option<String>,
@@ -40,30 +42,54 @@ fn print(text: &str) -> Result<(), Fail> {
     stdout_line(text).map_err(|e| Fail::failed(anyhow!(e).context("cannot write to stdout")))
 }
 
+fn print_json(value: &serde_json::Value) -> Result<(), Fail> {
+    print(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+/// How many validation problems an error lists before saying how many more there are.
+const PROBLEMS_SHOWN: usize = 20;
+
 /// Run the parsed command line; `Ok` carries the exit code.
 pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
     let colour = std::io::stdout().is_terminal()
         && !cli.log.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (store_args, capture_url) = settings::with_config(cli.store, &cli.config)?;
-    let ctx = Ctx { quiet: cli.log.quiet, colour, capture_url };
+    let allow_invalid = match &cli.command {
+        Command::Create { invalid, .. }
+        | Command::Compare { invalid, .. }
+        | Command::Check { invalid, .. }
+        | Command::Refresh { invalid, .. } => invalid.allow_invalid,
+        _ => false,
+    };
+    let ctx = Ctx { quiet: cli.log.quiet, colour, allow_invalid, capture_url };
     let open = || async {
         let location = settings::store_location(&store_args)?;
         SchemaStore::open(&location).await.map_err(Fail::from)
     };
     match cli.command {
-        Command::Create { version, description, source, activate } => {
+        Command::Create { version, description, source, activate, format, .. } => {
             let version = parse_version(&version)?;
             let (loaded, origin) = read_source(&source, &ctx).await?;
-            create(&ctx, &open().await?, version, description, loaded, origin, activate).await
+            let new = New { version, description, loaded, origin, activate };
+            create(&ctx, &open().await?, new, format, None).await
         }
-        Command::Activate { version } => {
+        Command::Activate { version, format } => {
             let version = parse_version(&version)?;
-            match open()
+            let activation = open()
                 .await?
                 .activate(&version, ActivationReason::Activate, &settings::actor())
-                .await?
-            {
+                .await?;
+            if format == OutputFormat::Json {
+                let previous = activation.as_ref().and_then(|a| a.previous.clone());
+                print_json(&json!({
+                    "version": version.to_string(),
+                    "previous": previous,
+                    "changed": activation.is_some(),
+                }))?;
+                return Ok(exit::SUCCESS);
+            }
+            match activation {
                 Some(a) => match a.previous {
                     Some(prev) => {
                         print(&format!("Activated schema version {} (was {prev})", a.version))?;
@@ -76,7 +102,7 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         }
         Command::List { active_only, format } => list(&open().await?, active_only, format).await,
         Command::Show { version, format } => show(&open().await?, &version, format).await,
-        Command::Compare { from, to, old, new, format, fail_on } => {
+        Command::Compare { from, to, old, new, format, fail_on, .. } => {
             let (old, new) = match (from, to, old, new) {
                 (Some(from), Some(to), None, None) => {
                     let store = open().await?;
@@ -97,17 +123,19 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             };
             report(&ctx, &old.model, &new.model, format, fail_on)
         }
-        Command::Check { source, against, format, fail_on } => {
+        Command::Check { source, against, format, fail_on, .. } => {
             let new = raw_source(&source, &ctx).await?;
             let store = open().await?;
             let old = stored_raw(&fetch_stored(&store, &against).await?);
             let (old, new) = load_two(&ctx, &old, &new)?;
             report(&ctx, &old.model, &new.model, format, fail_on)
         }
-        Command::Delete { version, force } => {
+        Command::Delete { version, force, format } => {
             let version = parse_version(&version)?;
             let info = open().await?.delete(&version, force).await?;
-            if info.is_active {
+            if format == OutputFormat::Json {
+                print_json(&json!({"deleted": info.version, "was_active": info.is_active}))?;
+            } else if info.is_active {
                 print(&format!(
                     "Deleted schema version {} (it was active; no version is active now)",
                     info.version
@@ -117,8 +145,12 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             }
             Ok(exit::SUCCESS)
         }
-        Command::Rollback => {
+        Command::Rollback { format } => {
             let a = open().await?.rollback(&settings::actor()).await?;
+            if format == OutputFormat::Json {
+                print_json(&json!({"version": a.version, "previous": a.previous}))?;
+                return Ok(exit::SUCCESS);
+            }
             match a.previous {
                 Some(prev) => {
                     print(&format!("Rolled back to schema version {} (was {prev})", a.version))?;
@@ -128,31 +160,60 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             Ok(exit::SUCCESS)
         }
         Command::History { format } => history(&open().await?, format).await,
-        Command::Validate { schema } => match schema {
-            Some(path) => validate_file(&path),
-            None => validate_store(&open().await?).await,
-        },
-        Command::Refresh { from_url, activate } => {
+        Command::Validate { mut files, schema, format } => {
+            files.extend(schema);
+            if files.is_empty() {
+                validate_store(&open().await?, format).await
+            } else {
+                validate_files(&files, format)
+            }
+        }
+        Command::Refresh { from_url, activate, format, .. } => {
             let source = SchemaSource { schema: None, from_url };
             let (loaded, origin) = read_source(&source, &ctx).await?;
-            refresh(&ctx, &open().await?, loaded, &origin, activate).await
+            refresh(&ctx, &open().await?, loaded, &origin, activate, format).await
         }
-        Command::ImportLegacy { legacy_dir } => {
+        Command::ImportLegacy { legacy_dir, format } => {
             let url = settings::database_url(&store_args)?;
             let dir = legacy_dir.unwrap_or_else(|| settings::schema_dir(&store_args));
             let rows = read_legacy_versions(&url).await?;
-            import_legacy(&ctx, &open().await?, rows, &dir).await
+            import_legacy(&ctx, &open().await?, rows, &dir, format).await
         }
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::SUCCESS),
     }
 }
 
-/// Turn a read schema's warnings into warnings on stderr.
-fn loaded(ctx: &Ctx, loaded: Loaded, name: &str) -> Loaded {
+/// Turn a read schema's warnings into warnings on stderr, and refuse an invalid schema (exit 2)
+/// unless `--allow-invalid` was given.
+fn loaded(ctx: &Ctx, loaded: Loaded, name: &str) -> Result<Loaded, Fail> {
     for w in &loaded.warnings {
         ctx.warn(&format!("{name}: {w}"));
     }
-    loaded
+    if loaded.is_valid() {
+        return Ok(loaded);
+    }
+    let n = loaded.problems.len();
+    let mut listed: Vec<&str> =
+        loaded.problems.iter().take(PROBLEMS_SHOWN).map(String::as_str).collect();
+    let more = format!(
+        "… and {} more (`schemaver validate` lists them all)",
+        n.saturating_sub(PROBLEMS_SHOWN)
+    );
+    if n > PROBLEMS_SHOWN {
+        listed.push(&more);
+    }
+    let list = listed.join("\n  ");
+    if ctx.allow_invalid {
+        ctx.warn(&format!(
+            "{name} is not a valid GraphQL schema ({n} problem(s)); used anyway (--allow-invalid):\n  {list}"
+        ));
+        Ok(loaded)
+    } else {
+        Err(Fail::usage(anyhow!(
+            "{name} is not a valid GraphQL schema ({n} problem(s)); fix it, or pass --allow-invalid \
+             to use it anyway:\n  {list}"
+        )))
+    }
 }
 
 /// Read a file with the size limit; `-` is stdin.
@@ -187,7 +248,7 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, Fail> {
 async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
     let raw = raw_source(source, ctx).await?;
     let l = schema::load(&raw.bytes, &raw.name).map_err(Fail::usage)?;
-    Ok((loaded(ctx, l, &raw.name), raw.name))
+    Ok((loaded(ctx, l, &raw.name)?, raw.name))
 }
 
 /// A schema's bytes and the name to show for it, not parsed yet.
@@ -240,7 +301,7 @@ fn load_two(ctx: &Ctx, old: &Raw, new: &Raw) -> Result<(Loaded, Loaded), Fail> {
     });
     let o = o.map_err(Fail::usage)?;
     let n = n.map_err(Fail::usage)?;
-    Ok((loaded(ctx, o, &old.name), loaded(ctx, n, &new.name)))
+    Ok((loaded(ctx, o, &old.name)?, loaded(ctx, n, &new.name)?))
 }
 
 async fn fetch_stored(store: &SchemaStore, which: &str) -> Result<StoredVersion, Fail> {
@@ -277,24 +338,25 @@ fn failing(changes: &[Change], fail_on: FailOn) -> bool {
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn create(
-    ctx: &Ctx,
-    store: &SchemaStore,
+/// A version to store.
+struct New {
     version: semver::Version,
     description: Option<String>,
     loaded: Loaded,
     origin: String,
     activate: bool,
+}
+
+/// Store a new version. `extra` (refresh's comparison with the version it started from) is merged
+/// into the JSON report.
+async fn create(
+    ctx: &Ctx,
+    store: &SchemaStore,
+    new: New,
+    format: OutputFormat,
+    extra: Option<serde_json::Value>,
 ) -> Result<u8, Fail> {
-    if !loaded.from_introspection {
-        let problems = schema::validate_sdl(&loaded.sdl, &origin).len();
-        if problems > 0 {
-            ctx.warn(&format!(
-                "{origin} has {problems} validation error(s); it is stored anyway, `schemaver validate` lists them"
-            ));
-        }
-    }
+    let New { version, description, loaded, origin, activate } = new;
     if let Some(active) = store.active().await? {
         if active.info.sha256 == sha256_hex(&loaded.sdl) {
             ctx.warn(&format!(
@@ -320,6 +382,18 @@ async fn create(
             activate: activate.then_some(ActivationReason::Activate),
         })
         .await?;
+    if format == OutputFormat::Json {
+        let mut value = serde_json::to_value(&info).unwrap_or_default();
+        value["types"] = json!(loaded.model.types.len());
+        value["valid"] = json!(loaded.problems.is_empty());
+        value["problems"] = json!(loaded.problems);
+        if let Some(serde_json::Value::Object(extra)) = extra {
+            for (k, v) in extra {
+                value[k] = v;
+            }
+        }
+        return print_json(&value).map(|()| exit::SUCCESS);
+    }
     print(&format!(
         "Created schema version {} ({} types, sha256 {}){}",
         info.version,
@@ -461,52 +535,113 @@ fn print_problems(name: &str, problems: &[String]) -> Result<(), Fail> {
     Ok(())
 }
 
-fn validate_file(path: &Path) -> Result<u8, Fail> {
-    let name = path.display().to_string();
-    let bytes = read_bytes(path)?;
-    let problems = match schema::load(&bytes, &name) {
-        Err(e) => vec![format!("{:#}", anyhow!(e))],
-        Ok(l) if l.from_introspection => l.warnings,
-        Ok(l) => schema::validate_sdl(&l.sdl, &name),
-    };
-    if problems.is_empty() {
-        print(&format!("{name}: ok"))?;
-        Ok(exit::SUCCESS)
-    } else {
-        print_problems(&name, &problems)?;
-        Ok(exit::USAGE)
+/// Validate each file on its own (SDL or introspection JSON, read as `compare` reads them); an
+/// unreadable file is a problem of that file, not the end of the run.
+fn validate_files(paths: &[PathBuf], format: OutputFormat) -> Result<u8, Fail> {
+    let mut reports = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name =
+            if path.as_os_str() == "-" { "stdin".to_owned() } else { path.display().to_string() };
+        let (kind, problems, warnings) = match read_bytes(path)
+            .and_then(|bytes| schema::load(&bytes, &name).map_err(Fail::usage))
+        {
+            Err(fail) => (None, vec![format!("{:#}", fail.error)], Vec::new()),
+            Ok(l) => {
+                let kind = if l.from_introspection { "introspection" } else { "sdl" };
+                (Some(kind), l.problems, l.warnings)
+            }
+        };
+        reports.push((name, kind, problems, warnings));
     }
+    let invalid = reports.iter().filter(|r| !r.2.is_empty()).count();
+    if format == OutputFormat::Json {
+        let files: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(name, kind, problems, warnings)| {
+                json!({
+                    "file": name,
+                    "format": kind,
+                    "ok": problems.is_empty(),
+                    "problems": problems,
+                    "warnings": warnings,
+                })
+            })
+            .collect();
+        print_json(&json!({"ok": invalid == 0, "files": files}))?;
+    } else {
+        for (name, _, problems, warnings) in &reports {
+            if problems.is_empty() {
+                print(&format!("{name}: ok"))?;
+            } else {
+                print_problems(name, problems)?;
+            }
+            for w in warnings {
+                print(&format!("  warning: {w}"))?;
+            }
+        }
+        if reports.len() > 1 {
+            if invalid == 0 {
+                print(&format!("All {} file(s) valid", reports.len()))?;
+            } else {
+                print(&format!("{invalid} of {} file(s) failed validation", reports.len()))?;
+            }
+        }
+    }
+    Ok(if invalid == 0 { exit::SUCCESS } else { exit::USAGE })
 }
 
-async fn validate_store(store: &SchemaStore) -> Result<u8, Fail> {
+async fn validate_store(store: &SchemaStore, format: OutputFormat) -> Result<u8, Fail> {
     let versions = store.list().await?;
+    let mut failed = 0;
+    let mut reports = Vec::with_capacity(versions.len());
+    for info in &versions {
+        let name = format!("{}{}", info.version, if info.is_active { " (active)" } else { "" });
+        let mut problems = Vec::new();
+        match store.get(&parse_version(&info.version)?).await {
+            Ok(stored) => {
+                let actual = sha256_hex(&stored.sdl);
+                if actual != info.sha256 {
+                    problems.push(format!(
+                        "checksum mismatch: stored {}, SDL hashes to {actual}",
+                        info.sha256
+                    ));
+                }
+                problems.extend(schema::validate_sdl(
+                    &stored.sdl,
+                    &format!("schema_v{}.graphql", info.version),
+                ));
+            }
+            Err(e) => problems.push(format!("{:#}", anyhow!(e))),
+        }
+        if !problems.is_empty() {
+            failed += 1;
+        }
+        reports.push((name, info, problems));
+    }
+    if format == OutputFormat::Json {
+        let list: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(_, info, problems)| {
+                json!({
+                    "version": info.version,
+                    "active": info.is_active,
+                    "ok": problems.is_empty(),
+                    "problems": problems,
+                })
+            })
+            .collect();
+        print_json(&json!({"ok": failed == 0, "versions": list}))?;
+        return Ok(if failed == 0 { exit::SUCCESS } else { exit::USAGE });
+    }
     if versions.is_empty() {
         print("No schema versions stored")?;
         return Ok(exit::SUCCESS);
     }
-    let mut failed = 0;
-    for info in &versions {
-        let name = format!("{}{}", info.version, if info.is_active { " (active)" } else { "" });
-        let sdl = match store.get(&parse_version(&info.version)?).await {
-            Ok(stored) => stored.sdl,
-            Err(e) => {
-                failed += 1;
-                print_problems(&name, &[format!("{:#}", anyhow!(e))])?;
-                continue;
-            }
-        };
-        let mut problems = Vec::new();
-        let actual = sha256_hex(&sdl);
-        if actual != info.sha256 {
-            problems
-                .push(format!("checksum mismatch: stored {}, SDL hashes to {actual}", info.sha256));
-        }
-        problems.extend(schema::validate_sdl(&sdl, &format!("schema_v{}.graphql", info.version)));
+    for (name, _, problems) in &reports {
         if problems.is_empty() {
             print(&format!("{name}: ok"))?;
         } else {
-            failed += 1;
-            print_problems(&name, &problems)?;
+            print_problems(name, problems)?;
         }
     }
     if failed == 0 {
@@ -533,19 +668,31 @@ async fn refresh(
     captured: Loaded,
     origin: &str,
     activate: bool,
+    format: OutputFormat,
 ) -> Result<u8, Fail> {
     let versions = store.list().await?;
     let base: Option<VersionInfo> =
         versions.iter().find(|v| v.is_active).or_else(|| versions.last()).cloned();
     let taken: HashSet<String> = versions.iter().map(|v| v.version.clone()).collect();
-    let (version, description) = match &base {
-        None => (semver::Version::new(1, 0, 0), format!("captured from {origin}")),
+    let (version, description, counts) = match &base {
+        None => (semver::Version::new(1, 0, 0), format!("captured from {origin}"), None),
         Some(base) => {
             let stored = store.get(&parse_version(&base.version)?).await?;
             let old = schema::load(stored.sdl.as_bytes(), &base.version).map_err(Fail::usage)?;
             let changes = diff::diff_and_simplify(&old.model, &captured.model);
             if changes.is_empty() {
-                print(&format!("The running schema is unchanged since version {}", base.version))?;
+                if format == OutputFormat::Json {
+                    print_json(&json!({
+                        "changed": false,
+                        "version": base.version,
+                        "base": base.version,
+                    }))?;
+                } else {
+                    print(&format!(
+                        "The running schema is unchanged since version {}",
+                        base.version
+                    ))?;
+                }
                 return Ok(exit::SUCCESS);
             }
             let c = Counts::of(&changes);
@@ -558,10 +705,23 @@ async fn refresh(
                     "captured from {origin}: {} breaking, {} dangerous, {} safe change(s) since {}",
                     c.breaking, c.dangerous, c.safe, base.version
                 ),
+                Some(c),
             )
         }
     };
-    create(ctx, store, version, Some(description), captured, origin.to_owned(), activate).await
+    let extra = json!({
+        "changed": true,
+        "base": base.as_ref().map(|b| b.version.clone()),
+        "counts": counts,
+    });
+    let new = New {
+        version,
+        description: Some(description),
+        loaded: captured,
+        origin: origin.to_owned(),
+        activate,
+    };
+    create(ctx, store, new, format, Some(extra)).await
 }
 
 /// The old tool's free-text versions, made semantic where the intent is clear (`1.2` → `1.2.0`).
@@ -585,27 +745,37 @@ async fn import_legacy(
     store: &SchemaStore,
     rows: Vec<rail_core::schema_store::LegacyVersion>,
     dir: &Path,
+    format: OutputFormat,
 ) -> Result<u8, Fail> {
     if rows.is_empty() {
-        print(&format!("The legacy table {LEGACY_TABLE} is empty; nothing to import"))?;
+        if format == OutputFormat::Json {
+            print_json(&json!({
+                "imported": [], "already_present": [], "failed": [], "activated": null,
+            }))?;
+        } else {
+            print(&format!("The legacy table {LEGACY_TABLE} is empty; nothing to import"))?;
+        }
         return Ok(exit::SUCCESS);
     }
-    let mut imported = 0;
-    let mut skipped = 0;
-    let mut failed = 0;
+    let mut imported: Vec<String> = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    // (the old version string, why it was not imported)
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut fail = |raw: &str, reason: String| {
+        ctx.warn(&format!("skipped legacy version `{raw}`: {reason}"));
+        failed.push((raw.to_owned(), reason));
+    };
     let mut activate: Option<semver::Version> = None;
     let by = settings::actor();
     for row in &rows {
         let raw = &row.version;
         let Some(version) = legacy_version(raw) else {
-            ctx.warn(&format!("skipped legacy version `{raw}`: not a semantic version"));
-            failed += 1;
+            fail(raw, "not a semantic version".to_owned());
             continue;
         };
         // The old tool named files after the raw version; only plain file names are followed.
         if raw.is_empty() || raw.contains(['/', '\\', '\0']) || raw == "." || raw == ".." {
-            ctx.warn(&format!("skipped legacy version `{raw}`: unsafe file name"));
-            failed += 1;
+            fail(raw, "unsafe file name".to_owned());
             continue;
         }
         let path = dir.join(format!("schema_v{raw}.graphql"));
@@ -614,24 +784,22 @@ async fn import_legacy(
                 .map_err(|_| Fail::usage(anyhow!("{} is not valid UTF-8", path.display())))
         }) {
             Ok(sdl) => sdl,
-            Err(fail) => {
-                ctx.warn(&format!("skipped legacy version `{raw}`: {:#}", fail.error));
-                failed += 1;
+            Err(e) => {
+                fail(raw, format!("{:#}", e.error));
                 continue;
             }
         };
         let sha = sha256_hex(&sdl);
         match store.get(&version).await {
             Ok(existing) if existing.info.sha256 == sha => {
-                skipped += 1;
+                present.push(version.to_string());
                 if row.is_active {
                     activate.get_or_insert(version);
                 }
                 continue;
             }
             Ok(_) => {
-                ctx.warn(&format!("skipped legacy version `{raw}`: version {version} already exists with a different schema"));
-                failed += 1;
+                fail(raw, format!("version {version} already exists with a different schema"));
                 continue;
             }
             Err(SchemaStoreError::NotFound { .. }) => {}
@@ -666,16 +834,22 @@ async fn import_legacy(
                 activate: None,
             })
             .await?;
-        imported += 1;
+        imported.push(version.to_string());
         if row.is_active {
             activate = Some(version);
         }
     }
+    let mut activated = None;
     if let Some(version) = activate {
         match store.active().await? {
             None => {
                 store.activate(&version, ActivationReason::Import, &by).await?;
-                print(&format!("Activated schema version {version}, active in the legacy table"))?;
+                if format != OutputFormat::Json {
+                    print(&format!(
+                        "Activated schema version {version}, active in the legacy table"
+                    ))?;
+                }
+                activated = Some(version.to_string());
             }
             Some(active) if active.info.version != version.to_string() => ctx.warn(&format!(
                 "kept the active version {}; the legacy table had {version} active",
@@ -684,10 +858,24 @@ async fn import_legacy(
             Some(_) => {}
         }
     }
-    print(&format!(
-        "Imported {imported} legacy version(s); {skipped} already present, {failed} could not be imported"
-    ))?;
-    Ok(if failed > 0 { exit::FAILED } else { exit::SUCCESS })
+    if format == OutputFormat::Json {
+        let failed: Vec<serde_json::Value> =
+            failed.iter().map(|(v, why)| json!({"version": v, "reason": why})).collect();
+        print_json(&json!({
+            "imported": imported,
+            "already_present": present,
+            "failed": failed,
+            "activated": activated,
+        }))?;
+    } else {
+        print(&format!(
+            "Imported {} legacy version(s); {} already present, {} could not be imported",
+            imported.len(),
+            present.len(),
+            failed.len()
+        ))?;
+    }
+    Ok(if failed.is_empty() { exit::SUCCESS } else { exit::FAILED })
 }
 
 #[cfg(test)]
