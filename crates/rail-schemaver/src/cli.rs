@@ -17,6 +17,8 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
   schemaver compare old.graphql new.graphql --format markdown
   schemaver compare --from 1.1.0 --to 1.2.0 --fail-on dangerous
   schemaver check --schema schema.graphql --against active
+  schemaver check --schema schema.graphql --operations src/ --consider-usage --format github
+  schemaver compare old.graphql new.graphql --operations src/ persisted.json --format sarif > schema.sarif
   schemaver compare old.graphql new.graphql --allow-invalid
   schemaver validate schema.graphql introspection.json --format json
   schemaver create --version 1.3.0 --schema schema.graphql --format json
@@ -143,6 +145,8 @@ pub enum Command {
         fail_on: FailOn,
         #[command(flatten)]
         invalid: AllowInvalid,
+        #[command(flatten)]
+        clients: ClientArgs,
     },
     /// CI gate: compare a schema against the active (or a given) version; exit 1 on breaking changes
     Check {
@@ -157,6 +161,8 @@ pub enum Command {
         fail_on: FailOn,
         #[command(flatten)]
         invalid: AllowInvalid,
+        #[command(flatten)]
+        clients: ClientArgs,
     },
     /// Delete a version (the active one only with --force)
     Delete {
@@ -266,6 +272,29 @@ pub enum DiffFormat {
     Text,
     Json,
     Markdown,
+    /// SARIF 2.1.0 (GitHub code scanning and other SARIF viewers)
+    Sarif,
+    /// GitLab Code Quality report
+    Gitlab,
+    /// JUnit XML (test report viewers)
+    Junit,
+    /// GitHub Actions workflow commands (annotations on the pull request)
+    Github,
+}
+
+/// The client operations to check a schema change against.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// Client operations to validate against both schemas: .graphql files, JS/TS/Python sources
+    /// with embedded documents, persisted-query JSON maps, or folders of them (walked)
+    #[arg(long, value_name = "PATH", num_args = 1.., action = clap::ArgAction::Append)]
+    pub operations: Vec<PathBuf>,
+
+    /// Report a breaking change that none of the operations uses as dangerous ("breaking, unused by
+    /// the N known operations"); the exit code then follows the other breaking changes and the
+    /// broken operations
+    #[arg(long, requires = "operations")]
+    pub consider_usage: bool,
 }
 
 /// The lowest change level that makes `compare` and `check` exit 1.

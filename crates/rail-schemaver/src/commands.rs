@@ -14,8 +14,10 @@ use rail_core::schema_store::{
 };
 use serde_json::json;
 
-use crate::cli::{Cli, Command, DiffFormat, FailOn, SchemaSource, ENV_GRAPHQL_URL};
-use crate::diff::{self, Change, Counts, Level};
+use crate::cli::{Cli, ClientArgs, Command, DiffFormat, FailOn, SchemaSource, ENV_GRAPHQL_URL};
+use crate::diff::{self, Counts};
+use crate::operations::{self, Catalog};
+use crate::report::{self, Clients, Report, SchemaRef};
 use crate::schema::{self, Loaded, MAX_SCHEMA_BYTES};
 use crate::{capture, settings, Fail};
 
@@ -102,18 +104,16 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         }
         Command::List { active_only, format } => list(&open().await?, active_only, format).await,
         Command::Show { version, format } => show(&open().await?, &version, format).await,
-        Command::Compare { from, to, old, new, format, fail_on, .. } => {
+        Command::Compare { from, to, old, new, format, fail_on, clients, .. } => {
             let (old, new) = match (from, to, old, new) {
                 (Some(from), Some(to), None, None) => {
                     let store = open().await?;
                     let old = stored_raw(&fetch_stored(&store, &from).await?);
                     let new = stored_raw(&fetch_stored(&store, &to).await?);
-                    load_two(&ctx, &old, &new)?
+                    (old, new)
                 }
                 (None, None, Some(old), Some(new)) => {
-                    let old = raw_pointer(&old).await?;
-                    let new = raw_pointer(&new).await?;
-                    load_two(&ctx, &old, &new)?
+                    (raw_pointer(&old).await?, raw_pointer(&new).await?)
                 }
                 _ => {
                     return Err(Fail::usage(anyhow!(
@@ -121,14 +121,13 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
                     )))
                 }
             };
-            report(&ctx, &old.model, &new.model, format, fail_on)
+            diff_report(&ctx, &old, &new, &clients, format, fail_on)
         }
-        Command::Check { source, against, format, fail_on, .. } => {
+        Command::Check { source, against, format, fail_on, clients, .. } => {
             let new = raw_source(&source, &ctx).await?;
             let store = open().await?;
             let old = stored_raw(&fetch_stored(&store, &against).await?);
-            let (old, new) = load_two(&ctx, &old, &new)?;
-            report(&ctx, &old.model, &new.model, format, fail_on)
+            diff_report(&ctx, &old, &new, &clients, format, fail_on)
         }
         Command::Delete { version, force, format } => {
             let version = parse_version(&version)?;
@@ -255,17 +254,22 @@ async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String
 struct Raw {
     bytes: Vec<u8>,
     name: String,
+    /// The file it was read from (not stdin, an endpoint or the store), for reports that point at
+    /// lines in it.
+    file: Option<String>,
 }
 
 /// A compare operand's bytes: a file, `-`, or an http(s) URL to introspect.
 async fn raw_pointer(pointer: &str) -> Result<Raw, Fail> {
     if pointer.starts_with("http://") || pointer.starts_with("https://") {
         let name = rail_core::secret::redact_url(pointer);
-        return Ok(Raw { bytes: capture::introspect(pointer).await.map_err(Fail::usage)?, name });
+        let bytes = capture::introspect(pointer).await.map_err(Fail::usage)?;
+        return Ok(Raw { bytes, name, file: None });
     }
     let path = PathBuf::from(pointer);
     let name = if pointer == "-" { "stdin".to_owned() } else { path.display().to_string() };
-    Ok(Raw { bytes: read_bytes(&path)?, name })
+    let file = (pointer != "-").then(|| name.clone());
+    Ok(Raw { bytes: read_bytes(&path)?, name, file })
 }
 
 async fn raw_source(source: &SchemaSource, ctx: &Ctx) -> Result<Raw, Fail> {
@@ -276,6 +280,7 @@ async fn raw_source(source: &SchemaSource, ctx: &Ctx) -> Result<Raw, Fail> {
         Some(url) => Ok(Raw {
             bytes: capture::introspect(&url).await.map_err(Fail::usage)?,
             name: rail_core::secret::redact_url(&url),
+            file: None,
         }),
         None => Err(Fail::usage(anyhow!(
             "no schema given: pass --schema FILE (`-` for stdin) or --from-url URL, or set {ENV_GRAPHQL_URL} \
@@ -288,6 +293,7 @@ fn stored_raw(stored: &StoredVersion) -> Raw {
     Raw {
         bytes: stored.sdl.clone().into_bytes(),
         name: format!("schema version {}", stored.info.version),
+        file: None,
     }
 }
 
@@ -314,28 +320,61 @@ async fn fetch_stored(store: &SchemaStore, which: &str) -> Result<StoredVersion,
     Ok(store.get(&parse_version(which)?).await?)
 }
 
-fn report(
+/// Diff two schemas and, with `--operations`, check the client operations against both; print the
+/// report and return the exit code. The operations are read while the schemas are parsed.
+fn diff_report(
     ctx: &Ctx,
-    old: &schema::Schema,
-    new: &schema::Schema,
+    old: &Raw,
+    new: &Raw,
+    clients: &ClientArgs,
     format: DiffFormat,
     fail_on: FailOn,
 ) -> Result<u8, Fail> {
-    let changes = diff::diff_and_simplify(old, new);
-    let text = match format {
-        DiffFormat::Json => diff::render_json(&changes),
-        DiffFormat::Text => diff::render_text(&changes, ctx.colour),
-        DiffFormat::Markdown => diff::render_markdown(&changes),
+    let (schemas, catalog) = std::thread::scope(|scope| {
+        let reader = (!clients.operations.is_empty())
+            .then(|| scope.spawn(|| Catalog::read(&clients.operations)));
+        let schemas = load_two(ctx, old, new);
+        let catalog =
+            reader.map(|r| r.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        (schemas, catalog)
+    });
+    let (old_schema, new_schema) = schemas?;
+    let catalog = catalog.transpose().map_err(Fail::usage)?;
+    let mut changes = diff::diff_and_simplify(&old_schema.model, &new_schema.model);
+    let clients = catalog.map(|catalog| {
+        for w in &catalog.warnings {
+            ctx.warn(w);
+        }
+        if catalog.operations.is_empty() {
+            ctx.warn(&format!("no operations found in {} file(s) of --operations", catalog.files));
+        }
+        let verdicts = operations::check(&catalog, &old_schema.compiled, &new_schema.compiled);
+        if clients.consider_usage {
+            report::consider_usage(&mut changes, &verdicts, &new_schema.model);
+        }
+        Clients { verdicts, files: catalog.files, consider_usage: clients.consider_usage }
+    });
+    // Lines can be given only in SDL files; introspection JSON has none to point at.
+    let sdl_file =
+        |raw: &Raw, loaded: &Loaded| raw.file.clone().filter(|_| !loaded.from_introspection);
+    let (old_file, new_file) = (sdl_file(old, &old_schema), sdl_file(new, &new_schema));
+    let report = Report {
+        changes,
+        clients,
+        old: SchemaRef {
+            name: &old.name,
+            file: old_file.as_deref(),
+            compiled: &old_schema.compiled,
+        },
+        new: SchemaRef {
+            name: &new.name,
+            file: new_file.as_deref(),
+            compiled: &new_schema.compiled,
+        },
+        fail_on,
     };
-    print(&text)?;
-    Ok(if failing(&changes, fail_on) { exit::FAILED } else { exit::SUCCESS })
-}
-
-fn failing(changes: &[Change], fail_on: FailOn) -> bool {
-    changes.iter().any(|c| match fail_on {
-        FailOn::Breaking => c.level == Level::Breaking,
-        FailOn::Dangerous => c.level <= Level::Dangerous,
-    })
+    print(&report.render(format, ctx.colour))?;
+    Ok(if report.failing() { exit::FAILED } else { exit::SUCCESS })
 }
 
 /// A version to store.

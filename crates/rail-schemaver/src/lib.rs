@@ -8,6 +8,8 @@ mod capture;
 pub mod cli;
 mod commands;
 pub mod diff;
+pub mod operations;
+pub mod report;
 pub mod schema;
 mod settings;
 
