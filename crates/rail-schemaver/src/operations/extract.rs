@@ -6,18 +6,19 @@
 //! for a document. The lexers are forgiving: anything they do not understand (JSX text, a regular
 //! expression they misread) ends at the end of its line, and the scan goes on.
 //!
-//! A found document keeps its place: the text handed to the GraphQL parser starts with as many line
-//! breaks and spaces as precede it in the source, and interpolations and escapes are replaced by
-//! spaces (keeping line breaks), so every line the parser reports is the line in the source file.
+//! A found document keeps its place: it carries the line it starts on, its text starts with as many
+//! spaces as precede it on that line, and interpolations and escapes are replaced by spaces (keeping
+//! line breaks), so a line the parser reports plus the starting line is the line in the source file.
 
 use std::ops::Range;
 
 /// A GraphQL document found inside a source file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Embedded {
-    /// The document, padded so that its lines and columns are those of the source file.
+    /// The document, its first line padded with spaces to its column in the source file.
     pub text: String,
-    /// The 1-based line of the source file where the document starts.
+    /// The 1-based line of the source file where the document starts: line `n` of the text is line
+    /// `line + n - 1` of the file.
     pub line: usize,
 }
 
@@ -36,18 +37,33 @@ pub enum ExtractError {
 /// two or three levels, and the limit keeps the scanner's stack small whatever the input.
 pub const MAX_TEMPLATE_NESTING: usize = 64;
 
-/// 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    1 + text[..offset].matches('\n').count()
+/// Where each line of a source starts, to turn offsets into lines in logarithmic time: a file may
+/// hold many thousands of documents.
+struct Lines(Vec<usize>);
+
+impl Lines {
+    fn new(source: &str) -> Lines {
+        let starts = std::iter::once(0).chain(source.match_indices('\n').map(|(i, _)| i + 1));
+        Lines(starts.collect())
+    }
+
+    /// 1-based line of a byte offset.
+    fn line(&self, offset: usize) -> usize {
+        self.0.partition_point(|&start| start <= offset)
+    }
+
+    /// Byte offset where the line holding `offset` starts.
+    fn start(&self, offset: usize) -> usize {
+        self.0[self.line(offset) - 1]
+    }
 }
 
-/// A document at `range` of `source`, with the bytes in `masks` blanked out (line breaks kept), padded
-/// to keep its position.
-fn embed(source: &str, range: Range<usize>, masks: &[Range<usize>]) -> Embedded {
-    let line_start = source[..range.start].rfind('\n').map_or(0, |i| i + 1);
-    let line = line_of(source, range.start);
-    let mut text = String::with_capacity(line + (range.start - line_start) + range.len());
-    text.extend(std::iter::repeat_n('\n', line - 1));
+/// A document at `range` of `source`, with the bytes in `masks` blanked out (line breaks kept), its
+/// first line padded to its column.
+fn embed(source: &str, lines: &Lines, range: Range<usize>, masks: &[Range<usize>]) -> Embedded {
+    let line_start = lines.start(range.start);
+    let line = lines.line(range.start);
+    let mut text = String::with_capacity((range.start - line_start) + range.len());
     text.extend(std::iter::repeat_n(' ', source[line_start..range.start].chars().count()));
     let mut at = range.start;
     for mask in masks.iter().filter(|m| m.start >= range.start && m.end <= range.end) {
@@ -137,6 +153,7 @@ enum Frame {
 /// `graphql` (also called as `gql(`…`)`) or preceded by a `/* GraphQL */` comment.
 pub fn javascript(source: &str) -> Result<Vec<Embedded>, ExtractError> {
     let b = source.as_bytes();
+    let lines = Lines::new(source);
     let mut found = Vec::new();
     let mut stack: Vec<Frame> = vec![Frame::Code { braces: 0, interpolation_start: 0 }];
     let mut prev = Prev::Operator;
@@ -154,14 +171,14 @@ pub fn javascript(source: &str) -> Result<Vec<Embedded>, ExtractError> {
                 b'`' => {
                     let Some(Frame::Template(t)) = stack.pop() else { unreachable!() };
                     if let Some(start) = t.capture {
-                        found.push(embed(source, start..i, &t.masks));
+                        found.push(embed(source, &lines, start..i, &t.masks));
                     }
                     prev = Prev::Value;
                     i += 1;
                 }
                 b'$' if b.get(i + 1) == Some(&b'{') => {
                     if stack.len() > 2 * MAX_TEMPLATE_NESTING {
-                        return Err(ExtractError::TooDeep { line: line_of(source, i) });
+                        return Err(ExtractError::TooDeep { line: lines.line(i) });
                     }
                     stack.push(Frame::Code { braces: 0, interpolation_start: i });
                     prev = Prev::Operator;
@@ -208,7 +225,7 @@ pub fn javascript(source: &str) -> Result<Vec<Embedded>, ExtractError> {
                 };
                 let capture = (tagged || magic_comment).then_some(i + 1);
                 if nested && stack.len() > 2 * MAX_TEMPLATE_NESTING {
-                    return Err(ExtractError::TooDeep { line: line_of(source, i) });
+                    return Err(ExtractError::TooDeep { line: lines.line(i) });
                 }
                 stack.push(Frame::Template(Template { capture, masks: Vec::new() }));
                 i += 1;
@@ -352,13 +369,14 @@ pub fn looks_like_graphql(text: &str) -> bool {
 /// like an operation or fragment.
 pub fn python(source: &str) -> Vec<Embedded> {
     let b = source.as_bytes();
+    let lines = Lines::new(source);
     let mut found = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
         match c {
             b'#' => i = source[i..].find('\n').map_or(b.len(), |n| i + n),
-            b'\'' | b'"' => i = python_string(source, i, "", &mut found),
+            b'\'' | b'"' => i = python_string(source, &lines, i, "", &mut found),
             c if is_ident_start(c) => {
                 let start = i;
                 while i < b.len() && is_ident_char(b[i]) {
@@ -370,7 +388,7 @@ pub fn python(source: &str) -> Vec<Embedded> {
                         .chars()
                         .all(|c| matches!(c.to_ascii_lowercase(), 'r' | 'b' | 'u' | 'f'));
                 if is_prefix && matches!(b.get(i), Some(b'\'' | b'"')) {
-                    i = python_string(source, i, word, &mut found);
+                    i = python_string(source, &lines, i, word, &mut found);
                 }
             }
             _ => i += 1,
@@ -380,7 +398,13 @@ pub fn python(source: &str) -> Vec<Embedded> {
 }
 
 /// Skip a Python string starting at its quote; keep it when it is a triple-quoted GraphQL document.
-fn python_string(source: &str, start: usize, prefix: &str, found: &mut Vec<Embedded>) -> usize {
+fn python_string(
+    source: &str,
+    lines: &Lines,
+    start: usize,
+    prefix: &str,
+    found: &mut Vec<Embedded>,
+) -> usize {
     let b = source.as_bytes();
     let quote = b[start];
     let raw = prefix.to_ascii_lowercase().contains('r');
@@ -417,7 +441,7 @@ fn python_string(source: &str, start: usize, prefix: &str, found: &mut Vec<Embed
                     && !lower.contains('f')
                     && looks_like_graphql(&source[body..i])
                 {
-                    found.push(embed(source, body..i, &masks));
+                    found.push(embed(source, lines, body..i, &masks));
                 }
                 return i + 3;
             }
@@ -442,8 +466,9 @@ pub struct Persisted {
 /// Anything else (an array, a value that is not a string) is an error saying where.
 pub fn persisted_map(source: &str) -> Result<Vec<Persisted>, ExtractError> {
     let b = source.as_bytes();
+    let lines = Lines::new(source);
     let not_a_map = |at: usize, message: &str| ExtractError::NotAMap {
-        line: line_of(source, at.min(b.len())),
+        line: lines.line(at.min(b.len())),
         message: message.to_owned(),
     };
     let skip_ws = |mut i: usize| {
@@ -492,7 +517,7 @@ pub fn persisted_map(source: &str) -> Result<Vec<Persisted>, ExtractError> {
             return Err(not_a_map(i, &format!("the value of \"{key}\" is not a string")));
         }
         let (text, next) = string(i)?;
-        entries.push(Persisted { key, text, line: line_of(source, key_at) });
+        entries.push(Persisted { key, text, line: lines.line(key_at) });
         i = skip_ws(next);
         match b.get(i) {
             Some(b',') => i = skip_ws(i + 1),
@@ -545,17 +570,17 @@ const nested = gql`query Three { a(x: "${`inner ${deep} text`}") }`;
                 (12, "fragment Four on T { b }".to_owned()),
             ]
         );
-        // The padded text puts the document on its own line and column.
+        // Line n of a document is line `line + n - 1` of the source, at the same column.
         let first = &found[0].text;
         assert_eq!(
-            first.lines().nth(5).unwrap(),
+            first.lines().nth(1).unwrap(),
             "  query One($id: ID!) { node(id: $id) { ...F } }"
         );
-        assert!(found[1].text.starts_with(&"\n".repeat(8)));
         assert_eq!(
-            found[1].text.lines().nth(8).unwrap().find('{'),
-            source.lines().nth(8).unwrap().find("{ two")
+            source.lines().nth(5).unwrap(),
+            "  query One($id: ID!) { node(id: $id) { ...F } }"
         );
+        assert_eq!(found[1].text.find('{'), source.lines().nth(8).unwrap().find("{ two"));
     }
 
     #[test]
@@ -580,6 +605,13 @@ const nested = gql`query Three { a(x: "${`inner ${deep} text`}") }`;
                 (8, "fragment U on User { id }".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn lines_of_offsets() {
+        let lines = Lines::new("ab\ncd\n\ne");
+        let at = |o| (lines.line(o), lines.start(o));
+        assert_eq!([at(0), at(2), at(3), at(6), at(7)], [(1, 0), (1, 0), (2, 3), (3, 6), (4, 7)]);
     }
 
     #[test]

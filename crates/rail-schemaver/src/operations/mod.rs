@@ -38,6 +38,9 @@ pub const MAX_TOTAL_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_DEPTH: usize = 128;
 /// Tokens of one document, at most (the largest real operations have a few thousand).
 pub const MAX_DOCUMENT_TOKENS: usize = 500_000;
+/// Operations and fragments in all, at most. Each operation is validated twice; a large client has
+/// a few thousand.
+pub const MAX_DEFINITIONS: usize = 100_000;
 
 /// Folders never entered while walking: dependencies and version control, not the client's code.
 const SKIPPED_DIRS: [&str; 3] = ["node_modules", "__pycache__", "site-packages"];
@@ -86,6 +89,8 @@ pub enum OperationsError {
     Syntax { path: String, line: usize, message: String },
     #[error("fragment cycle: {chain}")]
     FragmentCycle { chain: String },
+    #[error("{path}: more than {MAX_DEFINITIONS} operations and fragments in all")]
+    TooManyDefinitions { path: String },
 }
 
 /// What kind of file holds operations, by its extension.
@@ -148,13 +153,29 @@ struct Fragment {
     file_id: FileId,
 }
 
+/// How the lines of a parsed document map to lines of its file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lines {
+    /// Line `n` of the document is line `n + offset` of the file (a document embedded in a source).
+    Offset(usize),
+    /// Every position is this line (a persisted-query document, one JSON string).
+    Fixed(usize),
+}
+
+impl Lines {
+    fn map(self, line: usize) -> usize {
+        match self {
+            Lines::Offset(offset) => line + offset,
+            Lines::Fixed(line) => line,
+        }
+    }
+}
+
 /// Where each parsed source came from.
 #[derive(Debug, Clone)]
 struct SourceInfo {
     file: Arc<str>,
-    /// Persisted-query documents live on one line of their JSON file: every position in them is that
-    /// line.
-    fixed_line: Option<usize>,
+    lines: Lines,
     source: Arc<SourceFile>,
 }
 
@@ -216,23 +237,23 @@ impl Catalog {
         let file: Arc<str> = Arc::from(name);
         let extract_err = |source| OperationsError::Extract { path: name.to_owned(), source };
         match kind {
-            Kind::Graphql => self.add_document(&file, text, None),
+            Kind::Graphql => self.add_document(&file, text, Lines::Offset(0)),
             Kind::Script => {
                 for doc in extract::javascript(&text).map_err(extract_err)? {
-                    self.add_document(&file, doc.text, None)?;
+                    self.add_document(&file, doc.text, Lines::Offset(doc.line - 1))?;
                 }
                 Ok(())
             }
             Kind::Python => {
                 for doc in extract::python(&text) {
-                    self.add_document(&file, doc.text, None)?;
+                    self.add_document(&file, doc.text, Lines::Offset(doc.line - 1))?;
                 }
                 Ok(())
             }
             Kind::PersistedMap => match extract::persisted_map(&text) {
                 Ok(entries) => {
                     for entry in entries {
-                        self.add_document(&file, entry.text, Some(entry.line))?;
+                        self.add_document(&file, entry.text, Lines::Fixed(entry.line))?;
                     }
                     Ok(())
                 }
@@ -251,7 +272,7 @@ impl Catalog {
         &mut self,
         file: &Arc<str>,
         text: String,
-        fixed_line: Option<usize>,
+        lines: Lines,
     ) -> Result<(), OperationsError> {
         let parsed = Parser::new()
             .recursion_limit(MAX_DEPTH)
@@ -261,11 +282,12 @@ impl Catalog {
             Ok(d) => d,
             Err(with_errors) => {
                 let first = with_errors.errors.iter().next();
-                let line = fixed_line
-                    .or_else(|| {
-                        first.as_ref().and_then(Diagnostic::line_column_range).map(|r| r.start.line)
-                    })
-                    .unwrap_or(1);
+                let line = lines.map(
+                    first
+                        .as_ref()
+                        .and_then(Diagnostic::line_column_range)
+                        .map_or(1, |r| r.start.line),
+                );
                 let message = with_errors
                     .errors
                     .iter()
@@ -280,7 +302,12 @@ impl Catalog {
             return Ok(());
         };
         self.sources
-            .insert(file_id, SourceInfo { file: file.clone(), fixed_line, source: source.clone() });
+            .insert(file_id, SourceInfo { file: file.clone(), lines, source: source.clone() });
+        if self.operations.len() + self.fragments.len() + document.definitions.len()
+            > MAX_DEFINITIONS
+        {
+            return Err(OperationsError::TooManyDefinitions { path: file.to_string() });
+        }
         let mut other = 0;
         for def in &document.definitions {
             match def {
@@ -327,21 +354,17 @@ impl Catalog {
         file_id: FileId,
     ) -> Place {
         let info = &self.sources[&file_id];
-        let line = info.fixed_line.unwrap_or_else(|| {
-            location.and_then(|l| info.source.get_line_column(l.offset())).map_or(1, |lc| lc.line)
-        });
-        Place { file: info.file.clone(), line }
+        let line =
+            location.and_then(|l| info.source.get_line_column(l.offset())).map_or(1, |lc| lc.line);
+        Place { file: info.file.clone(), line: info.lines.map(line) }
     }
 
     /// Where a diagnostic's position is, when it lies in an operation file.
     fn place_of_span(&self, span: Option<apollo_compiler::parser::SourceSpan>) -> Option<Place> {
         let span = span?;
         let info = self.sources.get(&span.file_id())?;
-        let line = match info.fixed_line {
-            Some(line) => line,
-            None => info.source.get_line_column(span.offset())?.line,
-        };
-        Some(Place { file: info.file.clone(), line })
+        let line = info.source.get_line_column(span.offset())?.line;
+        Some(Place { file: info.file.clone(), line: info.lines.map(line) })
     }
 
     /// Fragments spread directly in a selection set (fragments included in inline fragments and

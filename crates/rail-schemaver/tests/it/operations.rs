@@ -853,3 +853,82 @@ fn github_workflow_commands_annotate_files_and_lines() {
         out.stdout
     );
 }
+
+/// Documents are cheap to hide in a source: 200,000 one-line templates in a 3 MB file stop at the
+/// limit on operations, naming the file, rather than being validated one by one.
+#[test]
+fn a_source_with_two_hundred_thousand_documents_stops_at_the_limit() {
+    let dir = TestDir::new();
+    let many = dir.write("many.js", "const q = gql`{ user(id: 1) { id } }`;\n".repeat(200_000));
+    let out = ops_run(&dir, &many);
+    out.assert_code(2);
+    assert!(
+        out.stderr
+            .contains(&format!("{}: more than 100000 operations and fragments", many.display())),
+        "{}",
+        out.describe()
+    );
+}
+
+/// `check` against the active stored version, reported for people: the text and Markdown reports
+/// name the broken operation, its place and the error.
+#[test]
+fn check_against_the_store_reports_broken_operations_in_text_and_markdown() {
+    let dir = TestDir::new();
+    let store = dir.join("store");
+    let old = dir.write("old.graphql", OLD);
+    let new = dir.write("new.graphql", changed("name: String email: String", "name: String"));
+    let ops =
+        dir.write("ops/a.graphql", "query UserEmail {\n  user(id: \"1\") {\n    email\n  }\n}\n");
+    crate::run_in(
+        &store,
+        &["create", "--version", "1.0.0", "--schema", old.to_str().unwrap(), "--activate"],
+    )
+    .assert_success();
+    let check = |format: &str| {
+        schemaver()
+            .env("RAIL_SCHEMA_DIR", &store)
+            .args(["check", "--schema"])
+            .arg(&new)
+            .arg("--operations")
+            .arg(&ops)
+            .args(["--format", format])
+            .run()
+    };
+    let out = check("text");
+    out.assert_code(1);
+    assert!(
+        out.stdout
+            .contains("Operations: 1 in 1 file(s): 1 broken, 0 ok, 0 invalid on the old schema"),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout.contains(&format!("✖ query UserEmail ({}:1)", ops.display())),
+        "{}",
+        out.describe()
+    );
+    assert!(
+        out.stdout
+            .contains(&format!("{}:3: type `User` does not have a field `email`", ops.display())),
+        "{}",
+        out.describe()
+    );
+    let out = check("markdown");
+    out.assert_code(1);
+    assert!(
+        out.stdout.contains("### ✖ Client operations: 1 broken of 1 in 1 file(s)"),
+        "{}",
+        out.describe()
+    );
+    // The stored version is no file: its changes have no line, the operation still has one.
+    let out = check("sarif");
+    let sarif = out.json();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    let removed = results.iter().find(|r| r["ruleId"] == "FIELD_REMOVED").unwrap();
+    assert_eq!(
+        removed["locations"][0]["physicalLocation"]["region"]["startLine"], 9,
+        "new.graphql is a file"
+    );
+    assert_eq!(removed["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], "User.email");
+}
