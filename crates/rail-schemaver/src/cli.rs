@@ -149,6 +149,7 @@ pub enum Command {
         clients: ClientArgs,
     },
     /// CI gate: compare a schema against the active (or a given) version; exit 1 on breaking changes
+    /// (or client operations the new schema breaks, with --operations)
     Check {
         #[command(flatten)]
         source: SchemaSource,
@@ -268,9 +269,12 @@ impl Command {
 /// Output format of a diff.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
+    /// Changes grouped by level, for a terminal
     #[default]
     Text,
+    /// For scripts
     Json,
+    /// For a pull-request comment or a job summary
     Markdown,
     /// SARIF 2.1.0 (GitHub code scanning and other SARIF viewers)
     Sarif,

@@ -212,3 +212,81 @@ impl Walker<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use apollo_compiler::{ExecutableDocument, Schema};
+
+    use super::*;
+    use crate::diff::Level;
+
+    const SDL: &str =
+        "type Query { users(first: Int, after: String, role: Role): [User] node(id: ID!): User }
+type User { id: ID! name: String posts(filter: PostFilter): [String] }
+enum Role { ADMIN EDITOR }
+enum Status { OPEN CLOSED }
+input PostFilter { status: Status, tag: String }
+directive @cached(ttl: Int) on FIELD";
+
+    fn uses(operation: &str) -> Uses {
+        let schema = Schema::parse_and_validate(SDL, "s.graphql").unwrap();
+        let doc = ExecutableDocument::parse_and_validate(&schema, operation, "q.graphql").unwrap();
+        Uses::of(&doc, &schema)
+    }
+
+    fn change(kind: ChangeType, path: &str) -> Change {
+        Change {
+            kind,
+            level: Level::Breaking,
+            path: Some(path.to_owned()),
+            message: String::new(),
+            unused: false,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn coordinates_of_fields_arguments_literals_and_directives() {
+        let u = uses("query { users(first: 2, role: ADMIN) @cached(ttl: 1) { name } }");
+        for c in [
+            "Query",
+            "Query.users",
+            "Query.users.first",
+            "Query.users.role",
+            "Role.ADMIN",
+            "User.name",
+            "User",
+            "@cached",
+        ] {
+            assert!(u.coordinates.contains(c), "{c}: {u:?}");
+        }
+        assert!(!u.coordinates.contains("Query.users.after"));
+        assert!(u.whole.is_empty());
+    }
+
+    #[test]
+    fn which_changes_an_operation_touches() {
+        use ChangeType as T;
+        let schema = crate::schema::load(SDL.as_bytes(), "s.graphql").unwrap().model;
+        let u = uses(
+            "query($f: PostFilter) { users(first: 2, role: ADMIN) { name posts(filter: $f) } }",
+        );
+        let t = |kind, path| u.touches(&change(kind, path), &schema);
+        // A new required argument breaks every use of the field; removing one breaks only its users.
+        assert!(t(T::FieldArgumentAdded, "Query.users.limit"));
+        assert!(!t(T::FieldArgumentAdded, "Query.node.extra"));
+        assert!(t(T::FieldArgumentRemoved, "Query.users.first"));
+        assert!(!t(T::FieldArgumentRemoved, "Query.users.after"));
+        // `after` is not passed and not required in this schema: a type change to it does not matter.
+        assert!(!t(T::FieldArgumentTypeChanged, "Query.users.after"));
+        assert!(t(T::EnumValueRemoved, "Role.ADMIN"));
+        assert!(!t(T::EnumValueRemoved, "Role.EDITOR"));
+        // The variable's input type is used whole, with the enum it reaches.
+        assert!(t(T::InputFieldTypeChanged, "PostFilter.tag"));
+        assert!(t(T::EnumValueRemoved, "Status.CLOSED"));
+        assert!(t(T::FieldRemoved, "User.name"));
+        assert!(!t(T::FieldRemoved, "User.id"));
+        assert!(!t(T::DirectiveRemoved, "@cached"));
+        assert!(u.touches(&Change { path: None, ..change(T::SchemaQueryTypeChanged, "") }, &schema));
+    }
+}
