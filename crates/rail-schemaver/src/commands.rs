@@ -350,6 +350,11 @@ fn diff_report(
         }
         let verdicts = operations::check(&catalog, &old_schema.compiled, &new_schema.compiled);
         if clients.consider_usage {
+            if verdicts.iter().all(|v| v.uses.is_none()) {
+                ctx.warn(
+                    "no operation is valid on the old schema: --consider-usage downgrades nothing",
+                );
+            }
             report::consider_usage(&mut changes, &verdicts, &new_schema.model);
         }
         Clients { verdicts, files: catalog.files, consider_usage: clients.consider_usage }

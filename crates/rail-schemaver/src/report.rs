@@ -60,13 +60,18 @@ pub struct Report<'a> {
 }
 
 /// With `--consider-usage`: a breaking change that no operation valid on the old schema touches
-/// becomes dangerous, saying so. Returns how many were downgraded.
+/// becomes dangerous, saying so. Returns how many were downgraded. With no such operation at all
+/// (wrong folder, operations of another API) nothing is downgraded: "unused by 0 operations" would
+/// wave every breaking change through.
 pub fn consider_usage(
     changes: &mut [Change],
     verdicts: &[Verdict],
     new: &crate::schema::Schema,
 ) -> usize {
     let known: Vec<_> = verdicts.iter().filter_map(|v| v.uses.as_ref()).collect();
+    if known.is_empty() {
+        return 0;
+    }
     let mut downgraded = 0;
     for change in changes.iter_mut().filter(|c| c.level == Level::Breaking) {
         if !known.iter().any(|uses| uses.touches(change, new)) {

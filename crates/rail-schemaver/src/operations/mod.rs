@@ -482,6 +482,9 @@ fn list_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, Kind, bool)>, Operation
             return Err(OperationsError::TooManyFiles { path: name });
         }
     }
+    // A file named twice, or named and inside a named folder, is read once.
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|a, b| a.0 == b.0);
     Ok(files)
 }
 
@@ -521,6 +524,5 @@ fn walk(root: &Path, files: &mut Vec<(PathBuf, Kind, bool)>) -> Result<(), Opera
             }
         }
     }
-    files[..].sort_by(|a, b| a.0.cmp(&b.0));
     Ok(())
 }

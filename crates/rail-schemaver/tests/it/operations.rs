@@ -932,3 +932,38 @@ fn check_against_the_store_reports_broken_operations_in_text_and_markdown() {
     );
     assert_eq!(removed["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], "User.email");
 }
+
+/// Operations that are all invalid on the old schema (another API's, a wrong folder) make no
+/// breaking change "unused": --consider-usage then downgrades nothing, and says so. A file named
+/// twice is read once.
+#[test]
+fn consider_usage_with_no_known_operation_downgrades_nothing() {
+    let dir = TestDir::new();
+    let old = dir.write("old.graphql", OLD);
+    let new = dir.write("new.graphql", changed("name: String email: String", "name: String"));
+    let ops =
+        dir.write("ops/other.graphql", "query Other {\n  repository(name: \"x\") { id }\n}\n");
+    let out = schemaver()
+        .arg("compare")
+        .arg(&old)
+        .arg(&new)
+        .arg("--operations")
+        .arg(&ops)
+        .arg(&ops)
+        .arg(dir.join("ops"))
+        .args(["--consider-usage", "--format", "json"])
+        .run();
+    out.assert_code(1);
+    assert!(
+        out.stderr.contains(
+            "no operation is valid on the old schema: --consider-usage downgrades nothing"
+        ),
+        "{}",
+        out.describe()
+    );
+    let json = out.json();
+    assert_eq!(change(&json, "FIELD_REMOVED", "User.email")["level"], "breaking");
+    assert_eq!(json["operations"]["checked"], 1, "read once: {}", json["operations"]);
+    assert_eq!(json["operations"]["files"], 1);
+    assert_eq!(json["operations"]["invalid_on_old"][0]["name"], "Other");
+}
