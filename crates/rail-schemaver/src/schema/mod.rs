@@ -56,9 +56,70 @@ impl Loaded {
     }
 }
 
-/// Read a schema from bytes. JSON is recognised by its first character (`{`), so a `.graphql` file
-/// holding introspection JSON works too.
+/// Read a schema from bytes and validate it. JSON is recognised by its first character (`{`), so a
+/// `.graphql` file holding introspection JSON works too.
 pub fn load(bytes: &[u8], name: &str) -> Result<Loaded, SchemaError> {
+    Ok(read(bytes, name)?.validate())
+}
+
+/// A schema read into the model but not validated yet, so a diff can start while validation runs.
+pub struct Unvalidated {
+    pub read: Read,
+    pub pending: Pending,
+}
+
+/// What reading a schema gives before validation.
+pub struct Read {
+    pub model: Schema,
+    pub sdl: String,
+    pub from_introspection: bool,
+    pub warnings: Vec<String>,
+}
+
+/// The validation still to do.
+pub struct Pending {
+    parsed: Result<sdl::ParsedSdl, Vec<String>>,
+    /// Whether problems keep their `line:column` (SDL) or not (SDL printed from introspection).
+    positions: bool,
+}
+
+impl Pending {
+    /// The schema apollo-compiler built (assumed valid when it is not) and every problem.
+    pub fn validate(self) -> (Valid<apollo_compiler::Schema>, Vec<String>) {
+        match self.parsed {
+            Ok(parsed) => sdl::validate(parsed, self.positions),
+            Err(errors) => {
+                let problems = errors.iter().map(|e| strip_position(e).to_owned()).collect();
+                (Valid::assume_valid(apollo_compiler::Schema::new()), problems)
+            }
+        }
+    }
+}
+
+impl Unvalidated {
+    pub fn validate(self) -> Loaded {
+        let (compiled, problems) = self.pending.validate();
+        self.read.with(compiled, problems)
+    }
+}
+
+impl Read {
+    /// The loaded schema, given what [`Pending::validate`] returned.
+    pub fn with(self, compiled: Valid<apollo_compiler::Schema>, problems: Vec<String>) -> Loaded {
+        Loaded {
+            model: self.model,
+            sdl: self.sdl,
+            from_introspection: self.from_introspection,
+            warnings: self.warnings,
+            problems,
+            compiled,
+        }
+    }
+}
+
+/// Read a schema from bytes into the model, leaving validation for later. Syntax errors, size and
+/// encoding problems are errors here.
+pub fn read(bytes: &[u8], name: &str) -> Result<Unvalidated, SchemaError> {
     if bytes.len() > MAX_SCHEMA_BYTES {
         return Err(SchemaError::TooLarge { name: name.to_owned() });
     }
@@ -78,33 +139,27 @@ pub fn load(bytes: &[u8], name: &str) -> Result<Loaded, SchemaError> {
         // The printed SDL is built and validated like a file, so an introspection result with an
         // unknown type or a missing interface field is as invalid as the same SDL. Its problems carry
         // no line: the lines would be those of SDL nobody has seen.
-        let (compiled, problems) = match sdl::parse(&printed.sdl, name) {
-            Ok(parsed) => sdl::validate(parsed, false),
-            Err(errors) => {
-                let problems = errors.iter().map(|e| strip_position(e).to_owned()).collect();
-                (Valid::assume_valid(apollo_compiler::Schema::new()), problems)
-            }
-        };
-        return Ok(Loaded {
-            model: converted.schema,
-            sdl: printed.sdl,
-            from_introspection: true,
-            warnings,
-            problems,
-            compiled,
+        let parsed = sdl::parse(&printed.sdl, name);
+        return Ok(Unvalidated {
+            read: Read {
+                model: converted.schema,
+                sdl: printed.sdl,
+                from_introspection: true,
+                warnings,
+            },
+            pending: Pending { parsed, positions: false },
         });
     }
     let parsed = sdl::parse(text, name)
         .map_err(|errors| SchemaError::Syntax { name: name.to_owned(), errors })?;
-    let model = sdl::to_model(&parsed.schema);
-    let (compiled, problems) = sdl::validate(parsed, true);
-    Ok(Loaded {
-        model,
-        sdl: text.to_owned(),
-        from_introspection: false,
-        warnings: Vec::new(),
-        problems,
-        compiled,
+    Ok(Unvalidated {
+        read: Read {
+            model: sdl::to_model(&parsed.schema),
+            sdl: text.to_owned(),
+            from_introspection: false,
+            warnings: Vec::new(),
+        },
+        pending: Pending { parsed: Ok(parsed), positions: true },
     })
 }
 
