@@ -344,7 +344,7 @@ fn diff_report(
         Unvalidated { read: old_read, pending: old_pending },
         Unvalidated { read: new_read, pending: new_pending },
     ) = (old_read, new_read);
-    let (changes, (old_valid, new_valid)) = std::thread::scope(|scope| {
+    let (mut changes, (old_valid, new_valid)) = std::thread::scope(|scope| {
         let worker = scope.spawn(move || (old_pending.validate(), new_pending.validate()));
         let changes = diff::diff_and_simplify(&old_read.model, &new_read.model);
         (changes, worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
@@ -352,7 +352,6 @@ fn diff_report(
     let old_schema = loaded(ctx, old_read.with(old_valid.0, old_valid.1), &old.name)?;
     let new_schema = loaded(ctx, new_read.with(new_valid.0, new_valid.1), &new.name)?;
     let catalog = catalog.transpose().map_err(Fail::usage)?;
-    let mut changes = changes;
     let clients = catalog.map(|catalog| {
         for w in &catalog.warnings {
             ctx.warn(w);
