@@ -198,8 +198,11 @@ pub fn javascript(source: &str) -> Result<Vec<Embedded>, ExtractError> {
                 i = source[i..].find('\n').map_or(b.len(), |n| i + n);
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end = source[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
-                let body = source[i + 2..end.saturating_sub(2).max(i + 2)].trim();
+                // An unclosed comment runs to the end of the file.
+                let (body_end, end) = source[i + 2..]
+                    .find("*/")
+                    .map_or((b.len(), b.len()), |n| (i + 2 + n, i + 4 + n));
+                let body = source[i + 2..body_end].trim();
                 magic_comment = body.eq_ignore_ascii_case("graphql");
                 i = end;
                 continue;
@@ -587,6 +590,18 @@ const nested = gql`query Three { a(x: "${`inner ${deep} text`}") }`;
     fn jsx_text_and_regexes_do_not_derail_the_scan() {
         let source = "const A = () => <p>Don't stop</p>;\nconst r = x.replace(/'/g, '');\nconst Q = gql`{ a }`;\n";
         assert_eq!(docs(&javascript(source).unwrap()), [(3, "{ a }".to_owned())]);
+    }
+
+    /// Found by the fuzzer: an unclosed block comment ending in a multi-byte character.
+    #[test]
+    fn an_unclosed_comment_before_a_multibyte_character_ends_the_scan() {
+        let source = "i \n/]: /* )Gr{\n  \"aa\u{524} ";
+        assert_eq!(javascript(source).unwrap(), []);
+        assert_eq!(javascript("/* GraphQL */").unwrap(), []);
+        assert_eq!(
+            docs(&javascript("/* GraphQL */ `{ a }` /* é").unwrap()),
+            [(1, "{ a }".to_owned())]
+        );
     }
 
     #[test]
