@@ -125,3 +125,26 @@ pub fn introspection(data: &[u8]) {
         let _ = rail_schemaver::schema::print::print_schema(&converted.schema);
     }
 }
+
+/// schemaver's finders of GraphQL documents in JavaScript/TypeScript, Python and persisted-query
+/// maps: whatever the input, they end, and every document they find starts on a line of the source.
+pub fn operations(data: &[u8]) {
+    use rail_schemaver::operations::extract;
+    let Ok(text) = std::str::from_utf8(data) else { return };
+    let lines = text.split('\n').count();
+    let check = |docs: &[extract::Embedded]| {
+        for doc in docs {
+            assert!((1..=lines).contains(&doc.line), "line {} of {lines}", doc.line);
+            assert!(doc.text.len() <= text.len(), "a document larger than its source");
+        }
+    };
+    if let Ok(docs) = extract::javascript(text) {
+        check(&docs);
+    }
+    check(&extract::python(text));
+    if let Ok(entries) = extract::persisted_map(text) {
+        for entry in entries {
+            assert!((1..=lines).contains(&entry.line));
+        }
+    }
+}

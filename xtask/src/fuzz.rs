@@ -22,6 +22,7 @@ pub(crate) const TARGETS: &[&str] = &[
     "tar_extract",
     "sdl",
     "introspection",
+    "operations",
 ];
 
 /// Whether `cargo +nightly fuzz` can run here.
@@ -175,6 +176,12 @@ fn seed(root: &Path, target: &str, corpus: &Path) -> Result<()> {
                 seed_introspection_pieces(&shared.join("introspection"), corpus)?;
             }
         }
+        // Sources of each kind --operations reads, small enough for a fuzzer.
+        "operations" => {
+            fs::write(corpus.join("seed.ts"), SEED_TS)?;
+            fs::write(corpus.join("seed.py"), SEED_PY)?;
+            fs::write(corpus.join("seed.json"), SEED_PERSISTED)?;
+        }
         _ => {}
     }
     Ok(())
@@ -238,3 +245,30 @@ fn seed_introspection_pieces(dir: &Path, corpus: &Path) -> Result<()> {
 }
 
 const SEED_MANIFEST: &str = r#"{"format_version":1,"name":"fuzz_set","created_at":"2026-01-01T00:00:00Z","environment":"production","reason":"manual","app_version":"v1","schema_version":null,"tool_version":"rail 0.1.0","database":{"name":"app","server_version":"15.0","pg_dump_version":"pg_dump (PostgreSQL) 15.0","tables":[{"schema":"public","table":"t","rows":1}]},"components":[{"name":"database","file":"database.dump","format":"pg_dump-custom","size":1,"sha256":"00"},{"name":"static","file":"static.tar.gz","format":"tar+gzip","size":1,"sha256":"00","entries":2,"content_bytes":5}],"duration_ms":1,"manifest_sha256":"","auth":{"alg":"hmac-sha256","key_id":"0011223344556677","mac":"00"}}"#;
+
+/// Seeds of the `operations` target: a TypeScript source with tagged templates, strings, comments, a
+/// regular expression and JSX; a Python module; a persisted-query map.
+const SEED_TS: &str = r#"import { gql } from "@apollo/client";
+// gql`query InComment { a }`
+const s = 'it\'s';
+const re = /`[/]`/g;
+export const Q = gql`
+  query One($id: ID!) { node(id: $id) { ...F } }
+  ${FRAGMENT}
+`;
+const P = () => <p>Don't {`x ${y}`}</p>;
+const R = graphql(`{ two }`);
+const M = /* GraphQL */ `fragment F on T { b }`;
+"#;
+const SEED_PY: &str = r#"def f():
+    """Query the database."""
+    q = gql('''
+        query Users { users { id } }
+    ''')
+    b = b"""query Bytes { a }"""
+    return r"""
+fragment U on User { id }
+"""
+"#;
+const SEED_PERSISTED: &str =
+    "{\n  \"abc\": \"query A { a }\",\n  \"def\": \"query B {\\n  b\\n}\"\n}\n";

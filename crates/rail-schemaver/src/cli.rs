@@ -17,6 +17,11 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
   schemaver compare old.graphql new.graphql --format markdown
   schemaver compare --from 1.1.0 --to 1.2.0 --fail-on dangerous
   schemaver check --schema schema.graphql --against active
+  schemaver check --schema schema.graphql --operations src/ --consider-usage --format github
+  schemaver compare old.graphql new.graphql --operations src/ persisted.json --format sarif > schema.sarif
+  schemaver compare old.graphql new.graphql --allow-invalid
+  schemaver validate schema.graphql introspection.json --format json
+  schemaver create --version 1.3.0 --schema schema.graphql --format json
   schemaver list --active-only --format json")]
 pub struct Cli {
     #[command(flatten)]
@@ -92,11 +97,17 @@ pub enum Command {
         /// Make it the active version
         #[arg(long)]
         activate: bool,
+        #[command(flatten)]
+        invalid: AllowInvalid,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// Make a stored version the active one
     Activate {
         #[arg(long = "version", value_name = "V")]
         version: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// List stored versions
     List {
@@ -132,8 +143,13 @@ pub enum Command {
         /// Exit 1 when a change of this level (or worse) is found
         #[arg(long, value_enum, default_value_t)]
         fail_on: FailOn,
+        #[command(flatten)]
+        invalid: AllowInvalid,
+        #[command(flatten)]
+        clients: ClientArgs,
     },
     /// CI gate: compare a schema against the active (or a given) version; exit 1 on breaking changes
+    /// (or client operations the new schema breaks, with --operations)
     Check {
         #[command(flatten)]
         source: SchemaSource,
@@ -144,6 +160,10 @@ pub enum Command {
         format: DiffFormat,
         #[arg(long, value_enum, default_value_t)]
         fail_on: FailOn,
+        #[command(flatten)]
+        invalid: AllowInvalid,
+        #[command(flatten)]
+        clients: ClientArgs,
     },
     /// Delete a version (the active one only with --force)
     Delete {
@@ -151,19 +171,32 @@ pub enum Command {
         version: String,
         #[arg(long)]
         force: bool,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// Re-activate the previously active version
-    Rollback,
+    Rollback {
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
+    },
     /// Show the activation history
     History {
         #[arg(long, value_enum, default_value_t)]
         format: OutputFormat,
     },
-    /// Check that every stored version parses, validates and matches its checksum
+    /// Check that every stored version (or each given file) parses, validates and matches its checksum
+    ///
+    /// With files (SDL or introspection JSON, `-` for stdin), each file is validated and reported on
+    /// its own; the exit code is 2 if any is invalid or unreadable.
     Validate {
-        /// Validate this file instead of the stored versions
+        /// Schema files to validate instead of the stored versions
+        #[arg(value_name = "FILE", conflicts_with = "schema")]
+        files: Vec<PathBuf>,
+        /// Validate this file instead of the stored versions (same as giving it as FILE)
         #[arg(long, value_name = "FILE")]
         schema: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// Re-capture the running schema; store a new patch version if it changed
     Refresh {
@@ -173,6 +206,10 @@ pub enum Command {
         /// Activate the new version
         #[arg(long)]
         activate: bool,
+        #[command(flatten)]
+        invalid: AllowInvalid,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// Import versions from the old Django table rail_django_graphql_schema_versions
     ///
@@ -182,6 +219,8 @@ pub enum Command {
         /// The old tool's schema_versions directory [default: the dir store's directory]
         #[arg(long, value_name = "DIR")]
         legacy_dir: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t)]
+        format: OutputFormat,
     },
     /// Write the man pages of this command and its subcommands into a directory
     Man {
@@ -196,13 +235,70 @@ pub enum Command {
     },
 }
 
+/// Whether a schema that parses but does not validate may be used.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct AllowInvalid {
+    /// Use a schema that parses but is not valid (a duplicate or unknown type or field, a missing
+    /// interface field), with a warning, instead of stopping with exit code 2
+    #[arg(long)]
+    pub allow_invalid: bool,
+}
+
+impl Command {
+    /// Whether the command prints JSON, so its errors are printed as JSON on stdout too.
+    pub fn json_output(&self) -> bool {
+        match self {
+            Command::Create { format, .. }
+            | Command::Activate { format, .. }
+            | Command::List { format, .. }
+            | Command::Show { format, .. }
+            | Command::Delete { format, .. }
+            | Command::Rollback { format }
+            | Command::History { format }
+            | Command::Validate { format, .. }
+            | Command::Refresh { format, .. }
+            | Command::ImportLegacy { format, .. } => *format == OutputFormat::Json,
+            Command::Compare { format, .. } | Command::Check { format, .. } => {
+                *format == DiffFormat::Json
+            }
+            Command::Man { .. } | Command::Completions { .. } => false,
+        }
+    }
+}
+
 /// Output format of a diff.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum DiffFormat {
+    /// Changes grouped by level, for a terminal
     #[default]
     Text,
+    /// For scripts
     Json,
+    /// For a pull-request comment or a job summary
     Markdown,
+    /// SARIF 2.1.0 (GitHub code scanning and other SARIF viewers)
+    Sarif,
+    /// GitLab Code Quality report
+    Gitlab,
+    /// JUnit XML (test report viewers)
+    Junit,
+    /// GitHub Actions workflow commands (annotations on the pull request)
+    Github,
+}
+
+/// The client operations to check a schema change against.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClientArgs {
+    /// Client operations to validate against both schemas: .graphql files, JS/TS/Python sources
+    /// with embedded documents, persisted-query JSON maps, or folders of them (walked)
+    #[arg(long, value_name = "PATH", num_args = 1.., action = clap::ArgAction::Append)]
+    pub operations: Vec<PathBuf>,
+
+    /// Report a breaking change that none of the operations uses as dangerous ("breaking, unused by
+    /// the N known operations"); the exit code then follows the other breaking changes and the
+    /// broken operations
+    #[arg(long, requires = "operations")]
+    pub consider_usage: bool,
 }
 
 /// The lowest change level that makes `compare` and `check` exit 1.

@@ -14,15 +14,19 @@ use rail_core::schema_store::{
 };
 use serde_json::json;
 
-use crate::cli::{Cli, Command, DiffFormat, FailOn, SchemaSource, ENV_GRAPHQL_URL};
-use crate::diff::{self, Change, Counts, Level};
-use crate::schema::{self, Loaded, MAX_SCHEMA_BYTES};
+use crate::cli::{Cli, ClientArgs, Command, DiffFormat, FailOn, SchemaSource, ENV_GRAPHQL_URL};
+use crate::diff::{self, Counts};
+use crate::operations::{self, Catalog};
+use crate::report::{self, Clients, Report, SchemaRef};
+use crate::schema::{self, Loaded, Unvalidated, MAX_SCHEMA_BYTES};
 use crate::{capture, settings, Fail};
 
 /// What every command needs besides its own arguments.
 struct Ctx {
     quiet: bool,
     colour: bool,
+    /// `--allow-invalid`: a schema that parses but does not validate is used, with a warning.
+    allow_invalid: bool,
     /// The endpoint to introspect when no flag or `GRAPHQL_URL` names one: `schema.capture_url`, else
     /// the app's GraphQL URL, from the rail configuration when one is named.
     capture_url: Option<String>,
@@ -40,30 +44,54 @@ fn print(text: &str) -> Result<(), Fail> {
     stdout_line(text).map_err(|e| Fail::failed(anyhow!(e).context("cannot write to stdout")))
 }
 
+fn print_json(value: &serde_json::Value) -> Result<(), Fail> {
+    print(&serde_json::to_string_pretty(value).unwrap_or_default())
+}
+
+/// How many validation problems an error lists before saying how many more there are.
+const PROBLEMS_SHOWN: usize = 20;
+
 /// Run the parsed command line; `Ok` carries the exit code.
 pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
     let colour = std::io::stdout().is_terminal()
         && !cli.log.no_color
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let (store_args, capture_url) = settings::with_config(cli.store, &cli.config)?;
-    let ctx = Ctx { quiet: cli.log.quiet, colour, capture_url };
+    let allow_invalid = match &cli.command {
+        Command::Create { invalid, .. }
+        | Command::Compare { invalid, .. }
+        | Command::Check { invalid, .. }
+        | Command::Refresh { invalid, .. } => invalid.allow_invalid,
+        _ => false,
+    };
+    let ctx = Ctx { quiet: cli.log.quiet, colour, allow_invalid, capture_url };
     let open = || async {
         let location = settings::store_location(&store_args)?;
         SchemaStore::open(&location).await.map_err(Fail::from)
     };
     match cli.command {
-        Command::Create { version, description, source, activate } => {
+        Command::Create { version, description, source, activate, format, .. } => {
             let version = parse_version(&version)?;
             let (loaded, origin) = read_source(&source, &ctx).await?;
-            create(&ctx, &open().await?, version, description, loaded, origin, activate).await
+            let new = New { version, description, loaded, origin, activate };
+            create(&ctx, &open().await?, new, format, None).await
         }
-        Command::Activate { version } => {
+        Command::Activate { version, format } => {
             let version = parse_version(&version)?;
-            match open()
+            let activation = open()
                 .await?
                 .activate(&version, ActivationReason::Activate, &settings::actor())
-                .await?
-            {
+                .await?;
+            if format == OutputFormat::Json {
+                let previous = activation.as_ref().and_then(|a| a.previous.clone());
+                print_json(&json!({
+                    "version": version.to_string(),
+                    "previous": previous,
+                    "changed": activation.is_some(),
+                }))?;
+                return Ok(exit::SUCCESS);
+            }
+            match activation {
                 Some(a) => match a.previous {
                     Some(prev) => {
                         print(&format!("Activated schema version {} (was {prev})", a.version))?;
@@ -76,18 +104,16 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
         }
         Command::List { active_only, format } => list(&open().await?, active_only, format).await,
         Command::Show { version, format } => show(&open().await?, &version, format).await,
-        Command::Compare { from, to, old, new, format, fail_on } => {
+        Command::Compare { from, to, old, new, format, fail_on, clients, .. } => {
             let (old, new) = match (from, to, old, new) {
                 (Some(from), Some(to), None, None) => {
                     let store = open().await?;
                     let old = stored_raw(&fetch_stored(&store, &from).await?);
                     let new = stored_raw(&fetch_stored(&store, &to).await?);
-                    load_two(&ctx, &old, &new)?
+                    (old, new)
                 }
                 (None, None, Some(old), Some(new)) => {
-                    let old = raw_pointer(&old).await?;
-                    let new = raw_pointer(&new).await?;
-                    load_two(&ctx, &old, &new)?
+                    (raw_pointer(&old).await?, raw_pointer(&new).await?)
                 }
                 _ => {
                     return Err(Fail::usage(anyhow!(
@@ -95,19 +121,20 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
                     )))
                 }
             };
-            report(&ctx, &old.model, &new.model, format, fail_on)
+            diff_report(&ctx, &old, &new, &clients, format, fail_on)
         }
-        Command::Check { source, against, format, fail_on } => {
+        Command::Check { source, against, format, fail_on, clients, .. } => {
             let new = raw_source(&source, &ctx).await?;
             let store = open().await?;
             let old = stored_raw(&fetch_stored(&store, &against).await?);
-            let (old, new) = load_two(&ctx, &old, &new)?;
-            report(&ctx, &old.model, &new.model, format, fail_on)
+            diff_report(&ctx, &old, &new, &clients, format, fail_on)
         }
-        Command::Delete { version, force } => {
+        Command::Delete { version, force, format } => {
             let version = parse_version(&version)?;
             let info = open().await?.delete(&version, force).await?;
-            if info.is_active {
+            if format == OutputFormat::Json {
+                print_json(&json!({"deleted": info.version, "was_active": info.is_active}))?;
+            } else if info.is_active {
                 print(&format!(
                     "Deleted schema version {} (it was active; no version is active now)",
                     info.version
@@ -117,8 +144,12 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             }
             Ok(exit::SUCCESS)
         }
-        Command::Rollback => {
+        Command::Rollback { format } => {
             let a = open().await?.rollback(&settings::actor()).await?;
+            if format == OutputFormat::Json {
+                print_json(&json!({"version": a.version, "previous": a.previous}))?;
+                return Ok(exit::SUCCESS);
+            }
             match a.previous {
                 Some(prev) => {
                     print(&format!("Rolled back to schema version {} (was {prev})", a.version))?;
@@ -128,31 +159,60 @@ pub(crate) async fn dispatch(cli: Cli) -> Result<u8, Fail> {
             Ok(exit::SUCCESS)
         }
         Command::History { format } => history(&open().await?, format).await,
-        Command::Validate { schema } => match schema {
-            Some(path) => validate_file(&path),
-            None => validate_store(&open().await?).await,
-        },
-        Command::Refresh { from_url, activate } => {
+        Command::Validate { mut files, schema, format } => {
+            files.extend(schema);
+            if files.is_empty() {
+                validate_store(&open().await?, format).await
+            } else {
+                validate_files(&files, format)
+            }
+        }
+        Command::Refresh { from_url, activate, format, .. } => {
             let source = SchemaSource { schema: None, from_url };
             let (loaded, origin) = read_source(&source, &ctx).await?;
-            refresh(&ctx, &open().await?, loaded, &origin, activate).await
+            refresh(&ctx, &open().await?, loaded, &origin, activate, format).await
         }
-        Command::ImportLegacy { legacy_dir } => {
+        Command::ImportLegacy { legacy_dir, format } => {
             let url = settings::database_url(&store_args)?;
             let dir = legacy_dir.unwrap_or_else(|| settings::schema_dir(&store_args));
             let rows = read_legacy_versions(&url).await?;
-            import_legacy(&ctx, &open().await?, rows, &dir).await
+            import_legacy(&ctx, &open().await?, rows, &dir, format).await
         }
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::SUCCESS),
     }
 }
 
-/// Turn a read schema's warnings into warnings on stderr.
-fn loaded(ctx: &Ctx, loaded: Loaded, name: &str) -> Loaded {
+/// Turn a read schema's warnings into warnings on stderr, and refuse an invalid schema (exit 2)
+/// unless `--allow-invalid` was given.
+fn loaded(ctx: &Ctx, loaded: Loaded, name: &str) -> Result<Loaded, Fail> {
     for w in &loaded.warnings {
         ctx.warn(&format!("{name}: {w}"));
     }
-    loaded
+    if loaded.is_valid() {
+        return Ok(loaded);
+    }
+    let n = loaded.problems.len();
+    let mut listed: Vec<&str> =
+        loaded.problems.iter().take(PROBLEMS_SHOWN).map(String::as_str).collect();
+    let more = format!(
+        "… and {} more (`schemaver validate` lists them all)",
+        n.saturating_sub(PROBLEMS_SHOWN)
+    );
+    if n > PROBLEMS_SHOWN {
+        listed.push(&more);
+    }
+    let list = listed.join("\n  ");
+    if ctx.allow_invalid {
+        ctx.warn(&format!(
+            "{name} is not a valid GraphQL schema ({n} problem(s)); used anyway (--allow-invalid):\n  {list}"
+        ));
+        Ok(loaded)
+    } else {
+        Err(Fail::usage(anyhow!(
+            "{name} is not a valid GraphQL schema ({n} problem(s)); fix it, or pass --allow-invalid \
+             to use it anyway:\n  {list}"
+        )))
+    }
 }
 
 /// Read a file with the size limit; `-` is stdin.
@@ -187,24 +247,29 @@ fn read_bytes(path: &Path) -> Result<Vec<u8>, Fail> {
 async fn read_source(source: &SchemaSource, ctx: &Ctx) -> Result<(Loaded, String), Fail> {
     let raw = raw_source(source, ctx).await?;
     let l = schema::load(&raw.bytes, &raw.name).map_err(Fail::usage)?;
-    Ok((loaded(ctx, l, &raw.name), raw.name))
+    Ok((loaded(ctx, l, &raw.name)?, raw.name))
 }
 
 /// A schema's bytes and the name to show for it, not parsed yet.
 struct Raw {
     bytes: Vec<u8>,
     name: String,
+    /// The file it was read from (not stdin, an endpoint or the store), for reports that point at
+    /// lines in it.
+    file: Option<String>,
 }
 
 /// A compare operand's bytes: a file, `-`, or an http(s) URL to introspect.
 async fn raw_pointer(pointer: &str) -> Result<Raw, Fail> {
     if pointer.starts_with("http://") || pointer.starts_with("https://") {
         let name = rail_core::secret::redact_url(pointer);
-        return Ok(Raw { bytes: capture::introspect(pointer).await.map_err(Fail::usage)?, name });
+        let bytes = capture::introspect(pointer).await.map_err(Fail::usage)?;
+        return Ok(Raw { bytes, name, file: None });
     }
     let path = PathBuf::from(pointer);
     let name = if pointer == "-" { "stdin".to_owned() } else { path.display().to_string() };
-    Ok(Raw { bytes: read_bytes(&path)?, name })
+    let file = (pointer != "-").then(|| name.clone());
+    Ok(Raw { bytes: read_bytes(&path)?, name, file })
 }
 
 async fn raw_source(source: &SchemaSource, ctx: &Ctx) -> Result<Raw, Fail> {
@@ -215,6 +280,7 @@ async fn raw_source(source: &SchemaSource, ctx: &Ctx) -> Result<Raw, Fail> {
         Some(url) => Ok(Raw {
             bytes: capture::introspect(&url).await.map_err(Fail::usage)?,
             name: rail_core::secret::redact_url(&url),
+            file: None,
         }),
         None => Err(Fail::usage(anyhow!(
             "no schema given: pass --schema FILE (`-` for stdin) or --from-url URL, or set {ENV_GRAPHQL_URL} \
@@ -227,20 +293,20 @@ fn stored_raw(stored: &StoredVersion) -> Raw {
     Raw {
         bytes: stored.sdl.clone().into_bytes(),
         name: format!("schema version {}", stored.info.version),
+        file: None,
     }
 }
 
 /// Parse two schemas at once: parsing is most of a compare's time, and the two are independent.
-fn load_two(ctx: &Ctx, old: &Raw, new: &Raw) -> Result<(Loaded, Loaded), Fail> {
+/// Validation is left for later, to run beside the diff.
+fn read_two(old: &Raw, new: &Raw) -> Result<(Unvalidated, Unvalidated), Fail> {
     let (o, n) = std::thread::scope(|scope| {
-        let worker = scope.spawn(|| schema::load(&new.bytes, &new.name));
-        let o = schema::load(&old.bytes, &old.name);
+        let worker = scope.spawn(|| schema::read(&new.bytes, &new.name));
+        let o = schema::read(&old.bytes, &old.name);
         let n = worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         (o, n)
     });
-    let o = o.map_err(Fail::usage)?;
-    let n = n.map_err(Fail::usage)?;
-    Ok((loaded(ctx, o, &old.name), loaded(ctx, n, &new.name)))
+    Ok((o.map_err(Fail::usage)?, n.map_err(Fail::usage)?))
 }
 
 async fn fetch_stored(store: &SchemaStore, which: &str) -> Result<StoredVersion, Fail> {
@@ -253,48 +319,99 @@ async fn fetch_stored(store: &SchemaStore, which: &str) -> Result<StoredVersion,
     Ok(store.get(&parse_version(which)?).await?)
 }
 
-fn report(
+/// Diff two schemas and, with `--operations`, check the client operations against both; print the
+/// report and return the exit code. The operations are read while the schemas are parsed.
+fn diff_report(
     ctx: &Ctx,
-    old: &schema::Schema,
-    new: &schema::Schema,
+    old: &Raw,
+    new: &Raw,
+    clients: &ClientArgs,
     format: DiffFormat,
     fail_on: FailOn,
 ) -> Result<u8, Fail> {
-    let changes = diff::diff_and_simplify(old, new);
-    let text = match format {
-        DiffFormat::Json => diff::render_json(&changes),
-        DiffFormat::Text => diff::render_text(&changes, ctx.colour),
-        DiffFormat::Markdown => diff::render_markdown(&changes),
+    let (schemas, catalog) = std::thread::scope(|scope| {
+        let reader = (!clients.operations.is_empty())
+            .then(|| scope.spawn(|| Catalog::read(&clients.operations)));
+        let schemas = read_two(old, new);
+        let catalog =
+            reader.map(|r| r.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+        (schemas, catalog)
+    });
+    let (old_read, new_read) = schemas?;
+    // Both schemas are validated on one thread while the diff runs on another: the diff needs only
+    // the models, and a compare then takes no longer than before validation was added.
+    let (
+        Unvalidated { read: old_read, pending: old_pending },
+        Unvalidated { read: new_read, pending: new_pending },
+    ) = (old_read, new_read);
+    let (mut changes, (old_valid, new_valid)) = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || (old_pending.validate(), new_pending.validate()));
+        let changes = diff::diff_and_simplify(&old_read.model, &new_read.model);
+        (changes, worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    });
+    let old_schema = loaded(ctx, old_read.with(old_valid.0, old_valid.1), &old.name)?;
+    let new_schema = loaded(ctx, new_read.with(new_valid.0, new_valid.1), &new.name)?;
+    let catalog = catalog.transpose().map_err(Fail::usage)?;
+    let clients = catalog.map(|catalog| {
+        for w in &catalog.warnings {
+            ctx.warn(w);
+        }
+        if catalog.operations.is_empty() {
+            ctx.warn(&format!("no operations found in {} file(s) of --operations", catalog.files));
+        }
+        let verdicts = operations::check(&catalog, &old_schema.compiled, &new_schema.compiled);
+        if clients.consider_usage {
+            if verdicts.iter().all(|v| v.uses.is_none()) {
+                ctx.warn(
+                    "no operation is valid on the old schema: --consider-usage downgrades nothing",
+                );
+            }
+            report::consider_usage(&mut changes, &verdicts, &new_schema.model);
+        }
+        Clients { verdicts, files: catalog.files, consider_usage: clients.consider_usage }
+    });
+    // Lines can be given only in SDL files; introspection JSON has none to point at.
+    let sdl_file =
+        |raw: &Raw, loaded: &Loaded| raw.file.clone().filter(|_| !loaded.from_introspection);
+    let (old_file, new_file) = (sdl_file(old, &old_schema), sdl_file(new, &new_schema));
+    let report = Report {
+        changes,
+        clients,
+        old: SchemaRef {
+            name: &old.name,
+            file: old_file.as_deref(),
+            compiled: &old_schema.compiled,
+        },
+        new: SchemaRef {
+            name: &new.name,
+            file: new_file.as_deref(),
+            compiled: &new_schema.compiled,
+        },
+        fail_on,
     };
-    print(&text)?;
-    Ok(if failing(&changes, fail_on) { exit::FAILED } else { exit::SUCCESS })
+    print(&report.render(format, ctx.colour))?;
+    Ok(if report.failing() { exit::FAILED } else { exit::SUCCESS })
 }
 
-fn failing(changes: &[Change], fail_on: FailOn) -> bool {
-    changes.iter().any(|c| match fail_on {
-        FailOn::Breaking => c.level == Level::Breaking,
-        FailOn::Dangerous => c.level <= Level::Dangerous,
-    })
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn create(
-    ctx: &Ctx,
-    store: &SchemaStore,
+/// A version to store.
+struct New {
     version: semver::Version,
     description: Option<String>,
     loaded: Loaded,
     origin: String,
     activate: bool,
+}
+
+/// Store a new version. `extra` (refresh's comparison with the version it started from) is merged
+/// into the JSON report.
+async fn create(
+    ctx: &Ctx,
+    store: &SchemaStore,
+    new: New,
+    format: OutputFormat,
+    extra: Option<serde_json::Value>,
 ) -> Result<u8, Fail> {
-    if !loaded.from_introspection {
-        let problems = schema::validate_sdl(&loaded.sdl, &origin).len();
-        if problems > 0 {
-            ctx.warn(&format!(
-                "{origin} has {problems} validation error(s); it is stored anyway, `schemaver validate` lists them"
-            ));
-        }
-    }
+    let New { version, description, loaded, origin, activate } = new;
     if let Some(active) = store.active().await? {
         if active.info.sha256 == sha256_hex(&loaded.sdl) {
             ctx.warn(&format!(
@@ -320,6 +437,18 @@ async fn create(
             activate: activate.then_some(ActivationReason::Activate),
         })
         .await?;
+    if format == OutputFormat::Json {
+        let mut value = serde_json::to_value(&info).unwrap_or_default();
+        value["types"] = json!(loaded.model.types.len());
+        value["valid"] = json!(loaded.problems.is_empty());
+        value["problems"] = json!(loaded.problems);
+        if let Some(serde_json::Value::Object(extra)) = extra {
+            for (k, v) in extra {
+                value[k] = v;
+            }
+        }
+        return print_json(&value).map(|()| exit::SUCCESS);
+    }
     print(&format!(
         "Created schema version {} ({} types, sha256 {}){}",
         info.version,
@@ -461,52 +590,113 @@ fn print_problems(name: &str, problems: &[String]) -> Result<(), Fail> {
     Ok(())
 }
 
-fn validate_file(path: &Path) -> Result<u8, Fail> {
-    let name = path.display().to_string();
-    let bytes = read_bytes(path)?;
-    let problems = match schema::load(&bytes, &name) {
-        Err(e) => vec![format!("{:#}", anyhow!(e))],
-        Ok(l) if l.from_introspection => l.warnings,
-        Ok(l) => schema::validate_sdl(&l.sdl, &name),
-    };
-    if problems.is_empty() {
-        print(&format!("{name}: ok"))?;
-        Ok(exit::SUCCESS)
-    } else {
-        print_problems(&name, &problems)?;
-        Ok(exit::USAGE)
+/// Validate each file on its own (SDL or introspection JSON, read as `compare` reads them); an
+/// unreadable file is a problem of that file, not the end of the run.
+fn validate_files(paths: &[PathBuf], format: OutputFormat) -> Result<u8, Fail> {
+    let mut reports = Vec::with_capacity(paths.len());
+    for path in paths {
+        let name =
+            if path.as_os_str() == "-" { "stdin".to_owned() } else { path.display().to_string() };
+        let (kind, problems, warnings) = match read_bytes(path)
+            .and_then(|bytes| schema::load(&bytes, &name).map_err(Fail::usage))
+        {
+            Err(fail) => (None, vec![format!("{:#}", fail.error)], Vec::new()),
+            Ok(l) => {
+                let kind = if l.from_introspection { "introspection" } else { "sdl" };
+                (Some(kind), l.problems, l.warnings)
+            }
+        };
+        reports.push((name, kind, problems, warnings));
     }
+    let invalid = reports.iter().filter(|r| !r.2.is_empty()).count();
+    if format == OutputFormat::Json {
+        let files: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(name, kind, problems, warnings)| {
+                json!({
+                    "file": name,
+                    "format": kind,
+                    "ok": problems.is_empty(),
+                    "problems": problems,
+                    "warnings": warnings,
+                })
+            })
+            .collect();
+        print_json(&json!({"ok": invalid == 0, "files": files}))?;
+    } else {
+        for (name, _, problems, warnings) in &reports {
+            if problems.is_empty() {
+                print(&format!("{name}: ok"))?;
+            } else {
+                print_problems(name, problems)?;
+            }
+            for w in warnings {
+                print(&format!("  warning: {w}"))?;
+            }
+        }
+        if reports.len() > 1 {
+            if invalid == 0 {
+                print(&format!("All {} file(s) valid", reports.len()))?;
+            } else {
+                print(&format!("{invalid} of {} file(s) failed validation", reports.len()))?;
+            }
+        }
+    }
+    Ok(if invalid == 0 { exit::SUCCESS } else { exit::USAGE })
 }
 
-async fn validate_store(store: &SchemaStore) -> Result<u8, Fail> {
+async fn validate_store(store: &SchemaStore, format: OutputFormat) -> Result<u8, Fail> {
     let versions = store.list().await?;
+    let mut failed = 0;
+    let mut reports = Vec::with_capacity(versions.len());
+    for info in &versions {
+        let name = format!("{}{}", info.version, if info.is_active { " (active)" } else { "" });
+        let mut problems = Vec::new();
+        match store.get(&parse_version(&info.version)?).await {
+            Ok(stored) => {
+                let actual = sha256_hex(&stored.sdl);
+                if actual != info.sha256 {
+                    problems.push(format!(
+                        "checksum mismatch: stored {}, SDL hashes to {actual}",
+                        info.sha256
+                    ));
+                }
+                problems.extend(schema::validate_sdl(
+                    &stored.sdl,
+                    &format!("schema_v{}.graphql", info.version),
+                ));
+            }
+            Err(e) => problems.push(format!("{:#}", anyhow!(e))),
+        }
+        if !problems.is_empty() {
+            failed += 1;
+        }
+        reports.push((name, info, problems));
+    }
+    if format == OutputFormat::Json {
+        let list: Vec<serde_json::Value> = reports
+            .iter()
+            .map(|(_, info, problems)| {
+                json!({
+                    "version": info.version,
+                    "active": info.is_active,
+                    "ok": problems.is_empty(),
+                    "problems": problems,
+                })
+            })
+            .collect();
+        print_json(&json!({"ok": failed == 0, "versions": list}))?;
+        return Ok(if failed == 0 { exit::SUCCESS } else { exit::USAGE });
+    }
     if versions.is_empty() {
         print("No schema versions stored")?;
         return Ok(exit::SUCCESS);
     }
-    let mut failed = 0;
-    for info in &versions {
-        let name = format!("{}{}", info.version, if info.is_active { " (active)" } else { "" });
-        let sdl = match store.get(&parse_version(&info.version)?).await {
-            Ok(stored) => stored.sdl,
-            Err(e) => {
-                failed += 1;
-                print_problems(&name, &[format!("{:#}", anyhow!(e))])?;
-                continue;
-            }
-        };
-        let mut problems = Vec::new();
-        let actual = sha256_hex(&sdl);
-        if actual != info.sha256 {
-            problems
-                .push(format!("checksum mismatch: stored {}, SDL hashes to {actual}", info.sha256));
-        }
-        problems.extend(schema::validate_sdl(&sdl, &format!("schema_v{}.graphql", info.version)));
+    for (name, _, problems) in &reports {
         if problems.is_empty() {
             print(&format!("{name}: ok"))?;
         } else {
-            failed += 1;
-            print_problems(&name, &problems)?;
+            print_problems(name, problems)?;
         }
     }
     if failed == 0 {
@@ -533,19 +723,31 @@ async fn refresh(
     captured: Loaded,
     origin: &str,
     activate: bool,
+    format: OutputFormat,
 ) -> Result<u8, Fail> {
     let versions = store.list().await?;
     let base: Option<VersionInfo> =
         versions.iter().find(|v| v.is_active).or_else(|| versions.last()).cloned();
     let taken: HashSet<String> = versions.iter().map(|v| v.version.clone()).collect();
-    let (version, description) = match &base {
-        None => (semver::Version::new(1, 0, 0), format!("captured from {origin}")),
+    let (version, description, counts) = match &base {
+        None => (semver::Version::new(1, 0, 0), format!("captured from {origin}"), None),
         Some(base) => {
             let stored = store.get(&parse_version(&base.version)?).await?;
             let old = schema::load(stored.sdl.as_bytes(), &base.version).map_err(Fail::usage)?;
             let changes = diff::diff_and_simplify(&old.model, &captured.model);
             if changes.is_empty() {
-                print(&format!("The running schema is unchanged since version {}", base.version))?;
+                if format == OutputFormat::Json {
+                    print_json(&json!({
+                        "changed": false,
+                        "version": base.version,
+                        "base": base.version,
+                    }))?;
+                } else {
+                    print(&format!(
+                        "The running schema is unchanged since version {}",
+                        base.version
+                    ))?;
+                }
                 return Ok(exit::SUCCESS);
             }
             let c = Counts::of(&changes);
@@ -558,10 +760,23 @@ async fn refresh(
                     "captured from {origin}: {} breaking, {} dangerous, {} safe change(s) since {}",
                     c.breaking, c.dangerous, c.safe, base.version
                 ),
+                Some(c),
             )
         }
     };
-    create(ctx, store, version, Some(description), captured, origin.to_owned(), activate).await
+    let extra = json!({
+        "changed": true,
+        "base": base.as_ref().map(|b| b.version.clone()),
+        "counts": counts,
+    });
+    let new = New {
+        version,
+        description: Some(description),
+        loaded: captured,
+        origin: origin.to_owned(),
+        activate,
+    };
+    create(ctx, store, new, format, Some(extra)).await
 }
 
 /// The old tool's free-text versions, made semantic where the intent is clear (`1.2` → `1.2.0`).
@@ -585,27 +800,37 @@ async fn import_legacy(
     store: &SchemaStore,
     rows: Vec<rail_core::schema_store::LegacyVersion>,
     dir: &Path,
+    format: OutputFormat,
 ) -> Result<u8, Fail> {
     if rows.is_empty() {
-        print(&format!("The legacy table {LEGACY_TABLE} is empty; nothing to import"))?;
+        if format == OutputFormat::Json {
+            print_json(&json!({
+                "imported": [], "already_present": [], "failed": [], "activated": null,
+            }))?;
+        } else {
+            print(&format!("The legacy table {LEGACY_TABLE} is empty; nothing to import"))?;
+        }
         return Ok(exit::SUCCESS);
     }
-    let mut imported = 0;
-    let mut skipped = 0;
-    let mut failed = 0;
+    let mut imported: Vec<String> = Vec::new();
+    let mut present: Vec<String> = Vec::new();
+    // (the old version string, why it was not imported)
+    let mut failed: Vec<(String, String)> = Vec::new();
+    let mut fail = |raw: &str, reason: String| {
+        ctx.warn(&format!("skipped legacy version `{raw}`: {reason}"));
+        failed.push((raw.to_owned(), reason));
+    };
     let mut activate: Option<semver::Version> = None;
     let by = settings::actor();
     for row in &rows {
         let raw = &row.version;
         let Some(version) = legacy_version(raw) else {
-            ctx.warn(&format!("skipped legacy version `{raw}`: not a semantic version"));
-            failed += 1;
+            fail(raw, "not a semantic version".to_owned());
             continue;
         };
         // The old tool named files after the raw version; only plain file names are followed.
         if raw.is_empty() || raw.contains(['/', '\\', '\0']) || raw == "." || raw == ".." {
-            ctx.warn(&format!("skipped legacy version `{raw}`: unsafe file name"));
-            failed += 1;
+            fail(raw, "unsafe file name".to_owned());
             continue;
         }
         let path = dir.join(format!("schema_v{raw}.graphql"));
@@ -614,24 +839,22 @@ async fn import_legacy(
                 .map_err(|_| Fail::usage(anyhow!("{} is not valid UTF-8", path.display())))
         }) {
             Ok(sdl) => sdl,
-            Err(fail) => {
-                ctx.warn(&format!("skipped legacy version `{raw}`: {:#}", fail.error));
-                failed += 1;
+            Err(e) => {
+                fail(raw, format!("{:#}", e.error));
                 continue;
             }
         };
         let sha = sha256_hex(&sdl);
         match store.get(&version).await {
             Ok(existing) if existing.info.sha256 == sha => {
-                skipped += 1;
+                present.push(version.to_string());
                 if row.is_active {
                     activate.get_or_insert(version);
                 }
                 continue;
             }
             Ok(_) => {
-                ctx.warn(&format!("skipped legacy version `{raw}`: version {version} already exists with a different schema"));
-                failed += 1;
+                fail(raw, format!("version {version} already exists with a different schema"));
                 continue;
             }
             Err(SchemaStoreError::NotFound { .. }) => {}
@@ -666,16 +889,22 @@ async fn import_legacy(
                 activate: None,
             })
             .await?;
-        imported += 1;
+        imported.push(version.to_string());
         if row.is_active {
             activate = Some(version);
         }
     }
+    let mut activated = None;
     if let Some(version) = activate {
         match store.active().await? {
             None => {
                 store.activate(&version, ActivationReason::Import, &by).await?;
-                print(&format!("Activated schema version {version}, active in the legacy table"))?;
+                if format != OutputFormat::Json {
+                    print(&format!(
+                        "Activated schema version {version}, active in the legacy table"
+                    ))?;
+                }
+                activated = Some(version.to_string());
             }
             Some(active) if active.info.version != version.to_string() => ctx.warn(&format!(
                 "kept the active version {}; the legacy table had {version} active",
@@ -684,10 +913,24 @@ async fn import_legacy(
             Some(_) => {}
         }
     }
-    print(&format!(
-        "Imported {imported} legacy version(s); {skipped} already present, {failed} could not be imported"
-    ))?;
-    Ok(if failed > 0 { exit::FAILED } else { exit::SUCCESS })
+    if format == OutputFormat::Json {
+        let failed: Vec<serde_json::Value> =
+            failed.iter().map(|(v, why)| json!({"version": v, "reason": why})).collect();
+        print_json(&json!({
+            "imported": imported,
+            "already_present": present,
+            "failed": failed,
+            "activated": activated,
+        }))?;
+    } else {
+        print(&format!(
+            "Imported {} legacy version(s); {} already present, {} could not be imported",
+            imported.len(),
+            present.len(),
+            failed.len()
+        ))?;
+    }
+    Ok(if failed.is_empty() { exit::SUCCESS } else { exit::FAILED })
 }
 
 #[cfg(test)]

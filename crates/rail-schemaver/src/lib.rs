@@ -8,6 +8,8 @@ mod capture;
 pub mod cli;
 mod commands;
 pub mod diff;
+pub mod operations;
+pub mod report;
 pub mod schema;
 mod settings;
 
@@ -68,10 +70,20 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
             return ExitCode::from(exit::FAILED);
         }
     };
+    let json = cli.command.json_output();
     match runtime.block_on(commands::dispatch(cli)) {
         Ok(code) => ExitCode::from(code),
         Err(fail) => {
             output::report_error(&fail.error);
+            if json {
+                // A script reading stdout gets an object it can parse instead of nothing.
+                let value = serde_json::json!({
+                    "error": format!("{:#}", fail.error),
+                    "exit_code": fail.code,
+                });
+                let _ =
+                    output::stdout_line(&serde_json::to_string_pretty(&value).unwrap_or_default());
+            }
             ExitCode::from(fail.code)
         }
     }

@@ -27,6 +27,8 @@ groups:
   health-monitor   RSS of `healthcheck --monitor` over time [--minutes M] [--interval DUR]
   schemaver        schemaver compare vs graphql-inspector diff on the GitHub pair bbcdd330 -> 503d8f18
                    (installs @graphql-inspector/cli from npm under target/bench once) [--rounds N]
+  schemaver-ops    schemaver compare --operations with 1,000 operations generated from GitHub's schema,
+                   on the pair 2024-07-08 -> 2025-02-27, vs the same compare without them [--rounds N]
   backup           rollback backup / rollback rollback vs pg_dump -Fc + tar czf and single-job pg_restore
                    on about 1 GB of database and 500 MB of media, generated once under target/bench [--rounds N, default 3]
   deploy           deploy of the running release vs the same commands in a shell script, and the maintenance
@@ -79,6 +81,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         "health" => health::speed(root, &opts),
         "health-monitor" => health::monitor_rss(root, &opts),
         "schemaver" => schemaver::compare(root, &opts),
+        "schemaver-ops" => schemaver::operations(root, &opts),
         other => bail!("unknown bench group `{other}`\n\n{USAGE}"),
     }
 }

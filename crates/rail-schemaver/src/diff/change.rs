@@ -178,6 +178,12 @@ pub struct Change {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     pub message: String,
+    /// With `--consider-usage`: a breaking change no known operation uses, reported as dangerous.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unused: bool,
+    /// Why the level is not the change type's own ("breaking, unused by the N known operations").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Inspector's `fmt`: single quotes inside quoted text are backslash-escaped.

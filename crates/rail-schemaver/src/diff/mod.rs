@@ -304,7 +304,7 @@ fn or_undefined(v: Option<&String>) -> &str {
 
 impl<'a> Differ<'a> {
     fn add(&mut self, kind: ChangeType, level: Level, path: Option<String>, message: String) {
-        self.changes.push(Change { kind, level, path, message });
+        self.changes.push(Change { kind, level, path, message, unused: false, note: None });
     }
 
     fn schema(&mut self) {

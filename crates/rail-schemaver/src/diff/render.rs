@@ -78,9 +78,10 @@ pub fn render_text(changes: &[Change], colour: bool) -> String {
         let _ = writeln!(out, "{bold}{c}{title} ({}){reset}", group.len());
         for change in group {
             let path = change.path.as_deref().unwrap_or("(schema)");
+            let note = change.note.as_ref().map(|n| format!("  ({n})")).unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {c}{mark}{reset} {} {bold}{}{reset}  {}",
+                "  {c}{mark}{reset} {} {bold}{}{reset}  {}{note}",
                 change.kind,
                 path,
                 one_line(&readable(&change.message))
@@ -129,9 +130,14 @@ pub fn render_markdown(changes: &[Change]) -> String {
         }
         for change in group {
             let path = change.path.as_deref().unwrap_or("(schema)");
+            let note = change
+                .note
+                .as_ref()
+                .map(|n| format!(" _({})_", markdown_text(n)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "- `{}` {} — {}",
+                "- `{}` {} — {}{note}",
                 path.replace('`', "'"),
                 change.kind,
                 markdown_text(&readable(&change.message))

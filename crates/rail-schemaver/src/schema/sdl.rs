@@ -6,7 +6,7 @@
 
 use apollo_compiler::ast;
 use apollo_compiler::schema::{Component, ComponentOrigin, ExtendedType};
-use apollo_compiler::validation::DiagnosticList;
+use apollo_compiler::validation::{DiagnosticList, Valid};
 
 use super::model::{
     Deprecation, DirectiveDef, DirectiveUsage, EnumValue, Field, InputValue, Literal, NamedType,
@@ -43,19 +43,38 @@ pub fn parse(sdl: &str, name: &str) -> Result<ParsedSdl, Vec<String>> {
     })
 }
 
-/// Every validation error of a schema, each with its line and column.
-pub fn validate(schema: apollo_compiler::Schema) -> Vec<String> {
-    match schema.validate() {
-        Ok(_) => Vec::new(),
-        Err(with_errors) => diagnostics(&with_errors.errors),
+/// Validate a parsed schema: the schema (assumed valid when it is not, so what could be built can
+/// still be used) and every build and validation error, each with its line and column when
+/// `positions`.
+pub fn validate(
+    parsed: ParsedSdl,
+    positions: bool,
+) -> (Valid<apollo_compiler::Schema>, Vec<String>) {
+    let mut problems = parsed.build_errors;
+    if !positions {
+        for p in &mut problems {
+            *p = super::strip_position(p).to_owned();
+        }
+    }
+    match parsed.schema.validate() {
+        Ok(valid) => (valid, problems),
+        Err(with_errors) => {
+            problems.extend(diagnostics_with(&with_errors.errors, positions));
+            (Valid::assume_valid(with_errors.partial), problems)
+        }
     }
 }
 
 fn diagnostics(list: &DiagnosticList) -> Vec<String> {
+    diagnostics_with(list, true)
+}
+
+fn diagnostics_with(list: &DiagnosticList, positions: bool) -> Vec<String> {
     list.iter()
         .map(|d| {
             let at = d
                 .line_column_range()
+                .filter(|_| positions)
                 .map(|r| format!("{}:{}: ", r.start.line, r.start.column))
                 .unwrap_or_default();
             format!("{at}{}", d.error)

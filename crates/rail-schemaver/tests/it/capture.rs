@@ -79,6 +79,12 @@ fn create_and_refresh_from_a_running_endpoint() {
     let out = run_in(&store, &["refresh", "--from-url", &server.url]);
     out.assert_success();
     assert_eq!(out.stdout, "The running schema is unchanged since version 1.0.0\n");
+    let out = run_in(&store, &["refresh", "--from-url", &server.url, "--format", "json"]);
+    out.assert_success();
+    assert_eq!(
+        out.json(),
+        serde_json::json!({"changed": false, "version": "1.0.0", "base": "1.0.0"})
+    );
 
     server.set(200, new);
     // GRAPHQL_URL is the default endpoint.
@@ -109,6 +115,17 @@ fn create_and_refresh_from_a_running_endpoint() {
     };
     check(&["--against", "1.0.0"]).assert_success();
     check(&["--against", "1.0.0", "--fail-on", "dangerous"]).assert_code(1);
+
+    // A change refreshed as JSON: the new version, what it was compared with, and the counts.
+    server
+        .set(200, fs_err::read(public_schema("shopify_storefront_2026-01_d46c8864.json")).unwrap());
+    let out = run_in(&store, &["refresh", "--from-url", &server.url, "--format", "json"]);
+    out.assert_success();
+    let json = out.json();
+    assert_eq!((json["changed"].as_bool(), json["version"].as_str()), (Some(true), Some("1.0.2")));
+    assert_eq!(json["base"], "1.0.1");
+    assert_eq!(json["is_active"], false);
+    assert!(json["counts"]["breaking"].as_u64().unwrap() > 0, "{json}");
 }
 
 #[test]

@@ -6,6 +6,7 @@ mod capture;
 mod commands;
 mod conformance;
 mod hostile;
+mod operations;
 mod postgres;
 
 use std::path::{Path, PathBuf};

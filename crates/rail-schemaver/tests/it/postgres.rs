@@ -221,6 +221,22 @@ fn import_legacy_reads_the_old_table_and_files() {
         out.describe()
     );
 
+    // As JSON: what was imported, what was there, and why each other row was not.
+    let out = schemaver()
+        .env("RAIL_SCHEMA_DIR", &store)
+        .env("DATABASE_URL", db.url())
+        .args(["import-legacy", "--format", "json", "--legacy-dir"])
+        .arg(&legacy)
+        .run();
+    out.assert_code(1);
+    let json = out.json();
+    assert_eq!(json["imported"], serde_json::json!([]));
+    assert_eq!(json["already_present"], serde_json::json!(["1.0.0", "1.1.0"]));
+    assert_eq!(json["activated"], serde_json::Value::Null);
+    assert_eq!(json["failed"][0]["version"], "backup-20240301-120000");
+    assert_eq!(json["failed"][0]["reason"], "not a semantic version");
+    assert_eq!(json["failed"][1]["version"], "2.0.0");
+
     // No legacy table: a clear error.
     let empty = TestDb::new();
     let out = schemaver()
