@@ -6,7 +6,10 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::NoTls;
+
+/// A connected PostgreSQL client, as [`DbTarget::connect`] returns it.
+pub use tokio_postgres::Client;
 
 use crate::secret::{redact_url, Secret};
 

@@ -15,6 +15,7 @@ use rail_core::process::Cmd;
 use rail_core::redis::redis;
 use serde_json::{json, Value};
 
+use crate::checks::pre;
 use crate::django::{self, Django};
 use crate::engine::{Actions, Boundary, Ending, RunState, Step};
 use crate::plan::{Params, PlanCheck};
@@ -139,45 +140,27 @@ impl Facts {
             },
         };
         let client = match &db {
-            Some(db) => match db.connect(cfg.database.connect_timeout.get(), "rail-deploy").await {
-                Ok(client) => match client.simple_query("SELECT 1").await {
-                    Ok(_) => {
-                        checks.push(PlanCheck::ok("database", format!("{db} answers")));
-                        Some(client)
-                    }
-                    Err(e) => {
-                        checks.push(PlanCheck::failed("database", format!("SELECT 1 failed: {e}")));
-                        None
-                    }
-                },
+            Some(db) => match pre::database(cfg, db).await {
+                Ok(client) => {
+                    checks.push(PlanCheck::ok("database", format!("{db} answers")));
+                    Some(client)
+                }
                 Err(e) => {
-                    checks.push(PlanCheck::failed(
-                        "database",
-                        format!("{:#}", anyhow::Error::new(e)),
-                    ));
+                    checks.push(PlanCheck::failed("database", format!("{e:#}")));
                     None
                 }
             },
             None => None,
         };
-        if cfg.redis.url.is_empty() {
-            checks.push(PlanCheck::ok("redis", "not configured: skipped".into()));
-        } else {
-            let ping = async {
-                let mut conn =
-                    rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
-                        .await?;
-                let _: String = redis::cmd("PING").query_async(&mut conn).await?;
-                anyhow::Ok(())
-            };
-            checks.push(match ping.await {
-                Ok(()) => PlanCheck::ok("redis", "PING answered".into()),
-                Err(e) => PlanCheck::failed(
-                    "redis",
-                    rail_core::secret::redact_credentials(&format!("{e:#}")),
-                ),
-            });
-        }
+        checks.push(match pre::redis(cfg).await {
+            Ok(()) if cfg.redis.url.is_empty() => {
+                PlanCheck::ok("redis", "not configured: skipped".into())
+            }
+            Ok(()) => PlanCheck::ok("redis", "PING answered".into()),
+            Err(e) => {
+                PlanCheck::failed("redis", rail_core::secret::redact_credentials(&format!("{e:#}")))
+            }
+        });
         checks.push(crate::checks::health_for_plan(cfg).await);
         if let Some(version) = target {
             checks.push(match crate::services::check_version_exists(cfg, version) {
@@ -191,30 +174,17 @@ impl Facts {
         });
         checks.push(backup_dir_check(&cfg.backup.directory));
         if !params.no_backup {
-            checks.push(
-                match rail_core::backup::keyring(cfg)
-                    .map_err(anyhow::Error::new)
-                    .and_then(|k| k.signing().map(|_| ()).map_err(anyhow::Error::new))
-                {
-                    Ok(()) => PlanCheck::ok("backup key", "the backup will be signed".into()),
-                    Err(e) => PlanCheck::failed("backup key", format!("{e:#}")),
-                },
-            );
+            checks.push(match pre::backup_key(cfg) {
+                Ok(()) => PlanCheck::ok("backup key", "the backup will be signed".into()),
+                Err(e) => PlanCheck::failed("backup key", format!("{e:#}")),
+            });
             checks.push(match &client {
-                Some(client) => match rail_core::backup::contents::check_restore_role(
-                    client,
-                    cfg.rollback.strategy == rail_core::config::RestoreStrategy::Swap,
-                )
-                .await
-                {
+                Some(client) => match pre::restore_role(cfg, client).await {
                     Ok(()) => PlanCheck::ok(
                         "restore role",
                         "a rollback of this deploy could restore its backup".into(),
                     ),
-                    Err(reason) => PlanCheck::failed(
-                        "restore role",
-                        format!("a rollback of this deploy would be refused: {reason}"),
-                    ),
+                    Err(e) => PlanCheck::failed("restore role", format!("{e:#}")),
                 },
                 None => PlanCheck::unknown("restore role", "the database could not be read".into()),
             });
@@ -223,23 +193,26 @@ impl Facts {
                     self.estimated_backup_bytes = estimate_backup(cfg, db).await.ok();
                 }
             }
-            let floor = cfg.backup.min_free_space.bytes();
+            let dir = &cfg.backup.directory;
             checks.push(match (self.estimated_backup_bytes, self.free_bytes) {
-                (Some(need), Some(free)) if free >= need + floor => PlanCheck::ok(
-                    "disk space",
-                    format!("{} free, the backup needs up to {}", ByteSize(free), ByteSize(need)),
-                ),
-                (Some(need), Some(free)) => PlanCheck::failed(
-                    "disk space",
-                    format!(
-                        "{} free, the backup needs up to {} and {} must stay free (backup.min_free_space)",
-                        ByteSize(free),
-                        ByteSize(need),
-                        ByteSize(floor)
+                (Some(need), Some(free)) => match pre::space_shortfall(cfg, dir, free, need) {
+                    None => PlanCheck::ok(
+                        "disk space",
+                        format!(
+                            "{} free, the backup needs up to {}",
+                            ByteSize(free),
+                            ByteSize(need)
+                        ),
                     ),
+                    Some(shortfall) => PlanCheck::failed("disk space", shortfall),
+                },
+                (None, _) => PlanCheck::unknown(
+                    "disk space",
+                    "the backup size could not be estimated".into(),
                 ),
-                (None, _) => PlanCheck::unknown("disk space", "the backup size could not be estimated".into()),
-                (_, None) => PlanCheck::unknown("disk space", "free space could not be read".into()),
+                (_, None) => {
+                    PlanCheck::unknown("disk space", "free space could not be read".into())
+                }
             });
         }
         self.lock = match (&db, &client) {
@@ -526,21 +499,8 @@ impl<'a> Real<'a> {
         let cfg = self.cfg();
         let url = cfg.database_url().ok_or_else(|| self.loaded.missing("database.url"))?;
         let db = DbTarget::parse(&url)?;
-        let client = db
-            .connect(cfg.database.connect_timeout.get(), "rail-deploy")
-            .await
-            .context("database check")?;
-        client.simple_query("SELECT 1").await.context("database check: SELECT 1 failed")?;
-        if !cfg.redis.url.is_empty() {
-            let mut conn =
-                rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
-                    .await
-                    .context("Redis check")?;
-            let _: String = redis::cmd("PING")
-                .query_async(&mut conn)
-                .await
-                .context("Redis check: PING failed")?;
-        }
+        let client = pre::database(cfg, &db).await?;
+        pre::redis(cfg).await?;
         crate::checks::healthy_before(cfg).await?;
         let backup_dir = &cfg.backup.directory;
         fs_err::create_dir_all(backup_dir).context("creating the backup directory")?;
@@ -549,29 +509,12 @@ impl<'a> Real<'a> {
         fs_err::remove_file(&probe)?;
         let mut estimated = 0;
         let free = free_space(backup_dir)?;
-        let floor = cfg.backup.min_free_space.bytes();
         if !self.params.no_backup {
-            // The backup this deploy takes must be one its own rollback will accept: signed, and
-            // restorable by a role that is not a superuser.
-            rail_core::backup::keyring(cfg)?.signing().context("backup key")?;
-            if let Err(reason) = rail_core::backup::contents::check_restore_role(
-                &client,
-                cfg.rollback.strategy == rail_core::config::RestoreStrategy::Swap,
-            )
-            .await
-            {
-                bail!("a rollback of this deploy would be refused: {reason}");
-            }
+            pre::backup_key(cfg)?;
+            pre::restore_role(cfg, &client).await?;
             estimated = estimate_backup(cfg, &db).await?;
-            if free < estimated + floor {
-                bail!(
-                    "not enough free space in {} for the backup: {} free, the backup needs up to {} and {} must stay free \
-                     (backup.min_free_space)",
-                    backup_dir.display(),
-                    rail_core::config::ByteSize(free),
-                    rail_core::config::ByteSize(estimated),
-                    rail_core::config::ByteSize(floor)
-                );
+            if let Some(shortfall) = pre::space_shortfall(cfg, backup_dir, free, estimated) {
+                bail!("{shortfall}");
             }
         }
         Ok((estimated, free))

@@ -75,3 +75,76 @@ pub(crate) async fn health_for_plan(cfg: &Config) -> crate::plan::PlanCheck {
         crate::plan::PlanCheck::ok("app health", detail)
     }
 }
+
+/// The pre-checks' pieces, shared by the deploy (which stops at the first failure) and the dry run
+/// (which makes them all and reports each).
+pub(crate) mod pre {
+    use anyhow::Context;
+    use rail_core::config::{ByteSize, Config};
+    use rail_core::db::DbTarget;
+    use rail_core::redis::redis;
+
+    /// Connect and run `SELECT 1`.
+    pub(crate) async fn database(
+        cfg: &Config,
+        db: &DbTarget,
+    ) -> anyhow::Result<rail_core::db::Client> {
+        let client = db
+            .connect(cfg.database.connect_timeout.get(), "rail-deploy")
+            .await
+            .context("database check")?;
+        client.simple_query("SELECT 1").await.context("database check: SELECT 1 failed")?;
+        Ok(client)
+    }
+
+    /// `PING` the configured Redis (nothing when none is configured).
+    pub(crate) async fn redis(cfg: &Config) -> anyhow::Result<()> {
+        if cfg.redis.url.is_empty() {
+            return Ok(());
+        }
+        let mut conn = rail_core::redis::connect(&cfg.redis.url, cfg.redis.connect_timeout.get())
+            .await
+            .context("Redis check")?;
+        let _: String =
+            redis::cmd("PING").query_async(&mut conn).await.context("Redis check: PING failed")?;
+        Ok(())
+    }
+
+    /// The backup this deploy takes must be one its own rollback will accept: signed...
+    pub(crate) fn backup_key(cfg: &Config) -> anyhow::Result<()> {
+        rail_core::backup::keyring(cfg)?.signing().context("backup key")?;
+        Ok(())
+    }
+
+    /// ...and restorable by the role rail connects as (not a superuser; CREATEDB for the swap).
+    pub(crate) async fn restore_role(
+        cfg: &Config,
+        client: &rail_core::db::Client,
+    ) -> anyhow::Result<()> {
+        let swap = cfg.rollback.strategy == rail_core::config::RestoreStrategy::Swap;
+        if let Err(reason) = rail_core::backup::contents::check_restore_role(client, swap).await {
+            anyhow::bail!("a rollback of this deploy would be refused: {reason}");
+        }
+        Ok(())
+    }
+
+    /// Why `free` bytes in `dir` are not enough for a backup of up to `need` bytes, if they are not.
+    pub(crate) fn space_shortfall(
+        cfg: &Config,
+        dir: &std::path::Path,
+        free: u64,
+        need: u64,
+    ) -> Option<String> {
+        let floor = cfg.backup.min_free_space.bytes();
+        (free < need + floor).then(|| {
+            format!(
+                "not enough free space in {} for the backup: {} free, the backup needs up to {} and {} must stay free \
+                 (backup.min_free_space)",
+                dir.display(),
+                ByteSize(free),
+                ByteSize(need),
+                ByteSize(floor)
+            )
+        })
+    }
+}

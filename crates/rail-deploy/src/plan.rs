@@ -181,6 +181,11 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
             facts.current_version.as_deref().unwrap_or("(unknown)")
         )
     };
+    let (lock, lock_holder, lock_error) = match &facts.lock {
+        crate::actions::LockState::Free => ("free", None, None),
+        crate::actions::LockState::Held(holder) => ("held", Some(holder.clone()), None),
+        crate::actions::LockState::Unknown(why) => ("unknown", None, Some(why.clone())),
+    };
     Ok(Plan {
         environment: cfg.environment.clone(),
         config_file: loaded.file.as_ref().map(|p| p.display().to_string()),
@@ -193,19 +198,9 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
         free_bytes: facts.free_bytes,
         min_free_bytes: cfg.backup.min_free_space.bytes(),
         enough_space,
-        lock: match &facts.lock {
-            crate::actions::LockState::Free => "free",
-            crate::actions::LockState::Held(_) => "held",
-            crate::actions::LockState::Unknown(_) => "unknown",
-        },
-        lock_holder: match &facts.lock {
-            crate::actions::LockState::Held(h) => Some(h.clone()),
-            _ => None,
-        },
-        lock_error: match &facts.lock {
-            crate::actions::LockState::Unknown(e) => Some(e.clone()),
-            _ => None,
-        },
+        lock,
+        lock_holder,
+        lock_error,
         interrupted_run: facts.interrupted.clone(),
         backup_timing,
         rollback_target,
