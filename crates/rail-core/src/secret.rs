@@ -134,6 +134,12 @@ pub fn is_secret_name(name: &str) -> bool {
         || ["SECRET", "PASSWORD", "TOKEN", "APIKEY"].iter().any(|w| upper.contains(w))
 }
 
+/// Whether the environment variable `name=value` must be passed as a secret: by its name
+/// ([`is_secret_name`]) or because the value holds a credential ([`redact_credentials`] changes it).
+pub fn is_secret_variable(name: &str, value: &str) -> bool {
+    is_secret_name(name) || redact_credentials(value) != value
+}
+
 /// Prefixes of well-known credential formats: Slack, GitHub, GitLab, AWS access keys, Stripe.
 const TOKEN_PREFIXES: &[&str] = &[
     "xoxa-",

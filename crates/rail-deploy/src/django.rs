@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use rail_core::config::Config;
 use rail_core::process::Cmd;
-use rail_core::secret::{is_secret_name, redact_credentials, Secret};
+use rail_core::secret::{is_secret_variable, Secret};
 
 /// A `--migrate-to APP:MIGRATION` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -68,7 +68,7 @@ impl<'a> Django<'a> {
             if OWN.contains(&key.as_str()) {
                 continue;
             }
-            if is_secret_name(&key) || redact_credentials(&value) != value {
+            if is_secret_variable(&key, &value) {
                 cmd = cmd.secret_env(key, &Secret::new(value));
             } else {
                 cmd = cmd.env(key, value);

@@ -204,9 +204,7 @@ impl ReleasesController {
         let mut cmd = cmd_from(&argv).cwd(self.current_link()).timeout(self.start_timeout);
         for (key, value) in self.app_env()? {
             // Secret by name or by a credential inside the value; `DEBUG=0` shows as it is.
-            if crate::secret::is_secret_name(&key)
-                || crate::secret::redact_credentials(&value) != value
-            {
+            if crate::secret::is_secret_variable(&key, &value) {
                 cmd = cmd.secret_env(key, &Secret::new(value));
             } else {
                 cmd = cmd.env(key, value);
