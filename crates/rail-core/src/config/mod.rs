@@ -385,13 +385,9 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     // Dotenv files sit below the process environment: a variable set for real wins.
     let dotenv_dir = opts.dotenv_dir.clone().unwrap_or_else(|| PathBuf::from("."));
     let mut env: BTreeMap<String, (String, Origin)> = BTreeMap::new();
-    let mut looked = Vec::new();
-    let mut env_file_found = false;
-    for name in [".env".to_owned(), format!(".env.{environment}")] {
-        let path = dotenv_dir.join(&name);
-        looked.push(path.clone());
+    let own_env_file = dotenv_dir.join(format!(".env.{environment}"));
+    for path in [dotenv_dir.join(".env"), own_env_file.clone()] {
         if path.is_file() {
-            env_file_found |= name != ".env";
             for item in dotenvy::from_path_iter(&path)
                 .map_err(|source| ConfigError::Dotenv { path: path.clone(), source })?
             {
@@ -409,26 +405,21 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ConfigError> {
     let mut tree = Map::new();
     let mut origins = BTreeMap::new();
 
-    let file = if let Some(path) = &opts.config_file {
-        Some(path.clone())
-    } else {
-        let dir = opts
-            .config_dir
+    // The per-environment file, looked for when no --config names one.
+    let candidate = opts.config_file.is_none().then(|| {
+        opts.config_dir
             .clone()
             .or_else(|| process_env.get(ENV_CONFIG_DIR).map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from("deploy-configs"));
-        let candidate = dir.join(format!("{environment}.toml"));
-        looked.insert(0, candidate.clone());
-        candidate.is_file().then_some(candidate)
-    };
+            .unwrap_or_else(|| PathBuf::from("deploy-configs"))
+            .join(format!("{environment}.toml"))
+    });
+    let file = opts.config_file.clone().or_else(|| candidate.clone().filter(|c| c.is_file()));
+    let looked: Vec<PathBuf> =
+        candidate.into_iter().chain([dotenv_dir.join(".env"), own_env_file.clone()]).collect();
     // An environment named on the command line must name something: a typo (`-e prod`) would
     // otherwise plan and act on the built-in defaults.
-    if opts.environment.is_some() && file.is_none() && !env_file_found {
-        let own = format!(".env.{environment}");
-        let looked = looked
-            .into_iter()
-            .filter(|p| p.extension().is_some() || p.file_name().is_some_and(|n| n == own.as_str()))
-            .collect();
+    if opts.environment.is_some() && file.is_none() && !own_env_file.is_file() {
+        let looked = looked.into_iter().filter(|p| *p != dotenv_dir.join(".env")).collect();
         return Err(ConfigError::UnknownEnvironment { environment, looked });
     }
     if let Some(path) = &file {
