@@ -2,9 +2,6 @@
 //! the version, the commit and the build date; their shell completions and man pages; the licences,
 //! the README and the configuration schema; a `SHA256SUMS` of every file. The tarball is written
 //! reproducibly (sorted names, fixed owner and times) with a `.sha256` beside it.
-//!
-//! `cargo xtask docs`: the generated files that are kept in git (the configuration schema), and the
-//! man pages.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -117,25 +114,6 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let shown = util::run_captured(util::command(stage.join("bin/deploy")).arg("-V"))?;
     util::stdout_line(&format!("  $ deploy -V\n  {}", shown.trim()));
     Ok(())
-}
-
-/// `cargo xtask docs`: regenerate the configuration schema (kept in git, checked current by a test)
-/// and the man pages (generated into docs/man/, not kept).
-pub(crate) fn docs(root: &Path, _args: &[String]) -> Result<()> {
-    let mut test = util::command(cargo());
-    test.args([
-        "test",
-        "-q",
-        "-p",
-        "rail-core",
-        "--lib",
-        "config::tests::the_config_schema_file_is_current",
-    ])
-    .env("RAIL_WRITE_SCHEMA", "1")
-    .current_dir(root);
-    util::run(&mut test).context("writing the configuration schema")?;
-    util::stdout_line("docs/rail-config.schema.json written");
-    crate::man::run(root, &[])
 }
 
 fn collect(base: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {

@@ -66,7 +66,7 @@ fn run(args: &[String]) -> Result<()> {
         Some("demo") => demo::run(&root, rest),
         Some("ci") => ci::run(&root, rest),
         Some("man") => man::run(&root, rest),
-        Some("docs") => dist::docs(&root, rest),
+        Some("docs") => man::docs(&root, rest),
         Some("dist") => dist::run(&root, rest),
         Some("fuzz") => fuzz::run(&root, rest),
         Some("help" | "-h" | "--help") | None => {

@@ -1,5 +1,6 @@
 //! `cargo xtask man`: the man pages of the four binaries, written by each binary's own `man`
-//! subcommand into `docs/man/` (generated, so not kept in git).
+//! subcommand into `docs/man/` (generated, so not kept in git). `cargo xtask docs`: the generated
+//! file kept in git (the configuration schema), then the man pages.
 
 use std::path::Path;
 
@@ -31,4 +32,23 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
         dir.display()
     ));
     Ok(())
+}
+
+/// `cargo xtask docs`: regenerate the configuration schema (kept in git, checked current by a test)
+/// and the man pages (generated into docs/man/, not kept).
+pub(crate) fn docs(root: &Path, _args: &[String]) -> Result<()> {
+    let mut test = util::command(cargo());
+    test.args([
+        "test",
+        "-q",
+        "-p",
+        "rail-core",
+        "--lib",
+        "config::tests::the_config_schema_file_is_current",
+    ])
+    .env("RAIL_WRITE_SCHEMA", "1")
+    .current_dir(root);
+    util::run(&mut test).context("writing the configuration schema")?;
+    util::stdout_line("docs/rail-config.schema.json written");
+    run(root, &[])
 }

@@ -17,9 +17,10 @@ const OLD: &str = "github_2023-04-07_bbcdd330.graphql";
 const NEW: &str = "github_2024-07-08_503d8f18.graphql";
 const INSPECTOR: &str = "@graphql-inspector/cli@7";
 
-pub(crate) fn compare(root: &Path, opts: &Options) -> Result<()> {
+/// Two schemas of `../shared/graphql-schemas/sdl`, which must be there.
+fn shared_pair(root: &Path, old: &str, new: &str) -> Result<(PathBuf, PathBuf)> {
     let sdl = root.join("..").join("shared").join("graphql-schemas").join("sdl");
-    let (old, new) = (sdl.join(OLD), sdl.join(NEW));
+    let (old, new) = (sdl.join(old), sdl.join(new));
     for file in [&old, &new] {
         if !file.is_file() {
             bail!(
@@ -28,6 +29,11 @@ pub(crate) fn compare(root: &Path, opts: &Options) -> Result<()> {
             );
         }
     }
+    Ok((old, new))
+}
+
+pub(crate) fn compare(root: &Path, opts: &Options) -> Result<()> {
+    let (old, new) = shared_pair(root, OLD, NEW)?;
     util::stdout_line("building schemaver (release)");
     util::run(
         util::command(cargo())
@@ -127,16 +133,7 @@ const PER_FILE: usize = 100;
 /// cost. No public GitHub client's operations are at hand, so they are generated from the old schema
 /// itself: each query field with a selection three levels deep (see [`generate_operations`]).
 pub(crate) fn operations(root: &Path, opts: &Options) -> Result<()> {
-    let sdl = root.join("..").join("shared").join("graphql-schemas").join("sdl");
-    let (old, new) = (sdl.join(OPS_OLD), sdl.join(OPS_NEW));
-    for file in [&old, &new] {
-        if !file.is_file() {
-            bail!(
-                "{} is missing: the bench reads the public schemas from ../shared/graphql-schemas",
-                file.display()
-            );
-        }
-    }
+    let (old, new) = shared_pair(root, OPS_OLD, OPS_NEW)?;
     let dir = util::target_dir(root).join("bench").join("schemaver-operations");
     let count = generate_operations(&old, &dir)?;
     util::stdout_line(&format!("{count} operations generated from {OPS_OLD} in {}", dir.display()));

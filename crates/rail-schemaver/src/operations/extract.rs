@@ -413,17 +413,8 @@ fn python_string(
     let raw = prefix.to_ascii_lowercase().contains('r');
     let triple = b.get(start + 1) == Some(&quote) && b.get(start + 2) == Some(&quote);
     if !triple {
-        // A one-line string; `''` is an empty one.
-        let mut i = start + 1;
-        while i < b.len() {
-            match b[i] {
-                b'\\' => i += 2,
-                b'\n' => return i,
-                c if c == quote => return i + 1,
-                _ => i += 1,
-            }
-        }
-        return b.len();
+        // A one-line string (`''` is an empty one): the same rules as JavaScript's quotes.
+        return skip_quoted(b, start, quote);
     }
     let body = start + 3;
     let mut i = body;
