@@ -28,6 +28,7 @@ pub mod output;
 pub mod process;
 pub mod progress;
 pub mod redis;
+pub mod remote;
 pub mod restore;
 pub mod schema_store;
 pub mod secret;

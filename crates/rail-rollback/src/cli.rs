@@ -12,7 +12,10 @@ use rail_core::cli::{ConfigArgs, LogArgs, OutputFormat, Shell};
   rollback rollback backup_20240115_143022 --yes
   rollback rollback --previous --confirm
   rollback backup --name before-hotfix
-  rollback prune --dry-run")]
+  rollback prune --dry-run
+  rollback list --remote
+  rollback push backup_20240115_143022
+  rollback rollback --previous --remote --yes")]
 pub struct Cli {
     #[command(flatten)]
     pub config: ConfigArgs,
@@ -38,6 +41,9 @@ pub enum Command {
         /// Only sets from the last DAYS days
         #[arg(long, value_name = "DAYS")]
         recent: Option<u32>,
+        /// List the sets of the remote (backup.remote) instead of the local ones
+        #[arg(long)]
+        remote: bool,
     },
     /// Restore a backup set
     Rollback(RollbackArgs),
@@ -51,6 +57,23 @@ pub enum Command {
         /// Trust plain-SQL dumps of the older tools, which carry no authentication
         #[arg(long)]
         allow_legacy: bool,
+        /// Verify the remote copy: download every file, decrypt it and check it against the
+        /// authenticated manifest, writing nothing
+        #[arg(long, requires = "name")]
+        remote: bool,
+    },
+    /// Upload a local set to the remote (backup.remote), then apply the remote retention
+    Push {
+        /// Backup set name (default: the newest complete local set)
+        name: Option<String>,
+    },
+    /// Download a remote set into the local backup directory, checking every file (resumable)
+    Pull {
+        /// Backup set name (default: the newest complete remote set)
+        name: Option<String>,
+        /// Download a set whose authentication fails. Loudly
+        #[arg(long)]
+        emergency: bool,
     },
     /// Take a backup set now
     Backup {
@@ -69,6 +92,9 @@ pub enum Command {
         /// Show what would be removed and remove nothing
         #[arg(long)]
         dry_run: bool,
+        /// Apply backup.remote.keep_last / max_age_days to the remote instead of the local directory
+        #[arg(long)]
+        remote: bool,
     },
     /// Create a backup key: the key that authenticates every set rail writes (printed: its id only)
     ///
@@ -81,6 +107,10 @@ pub enum Command {
         /// Replace an existing key file (sets signed with it then need it in backup.previous_key_files)
         #[arg(long)]
         force: bool,
+        /// Create an age identity for encrypting remote backups instead (default path:
+        /// backup.remote.identity_file); its recipient (public key) is printed
+        #[arg(long)]
+        age: bool,
     },
     /// Show finished deploys and rollbacks from the audit log
     History {
@@ -111,6 +141,11 @@ pub struct RollbackArgs {
     /// Restore the newest verified set, or undo an interrupted run
     #[arg(long)]
     pub previous: bool,
+
+    /// With --previous: the newest set of the remote (backup.remote), downloaded first. A NAME that is
+    /// not in the local directory is always looked for in the remote
+    #[arg(long)]
+    pub remote: bool,
 
     /// Ask for confirmation on the terminal
     #[arg(long)]

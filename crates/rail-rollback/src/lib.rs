@@ -12,6 +12,7 @@ mod history;
 mod hooks;
 mod list;
 mod prune;
+mod remote;
 mod restore;
 mod run;
 mod verify;
@@ -74,7 +75,7 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
     let changes = match &cli.command {
         Command::Rollback(_) => Some("rollback rollback"),
         Command::Backup { .. } => Some("rollback backup"),
-        Command::Prune { dry_run: false } => Some("rollback prune"),
+        Command::Prune { dry_run: false, .. } => Some("rollback prune"),
         _ => None,
     };
     if let Some(command) = changes {
@@ -127,17 +128,27 @@ pub fn run(args: impl IntoIterator<Item = std::ffi::OsString>) -> ExitCode {
 
 async fn dispatch(ctx: &Ctx) -> anyhow::Result<u8> {
     match &ctx.cli.command {
-        Command::List { detailed, recent } => list::run(ctx, *detailed, *recent),
+        Command::List { remote: true, detailed, recent } => {
+            remote::list(ctx, *detailed, *recent).await
+        }
+        Command::List { detailed, recent, .. } => list::run(ctx, *detailed, *recent),
         Command::Rollback(args) => restore::run(ctx, args).await,
+        Command::Verify { name: Some(name), remote: true, .. } => remote::verify(ctx, name).await,
         Command::Verify { name, level, .. } => {
             verify::run(ctx, name.as_deref(), (*level).into()).await
         }
+        Command::Push { name } => remote::push(ctx, name.as_deref()).await,
+        Command::Pull { name, emergency } => remote::pull(ctx, name.as_deref(), *emergency).await,
         Command::Backup { name, app_version, lock_wait } => {
             backup::run(ctx, name.as_deref(), app_version.as_deref(), *lock_wait).await
         }
-        Command::Prune { dry_run } => prune::run(ctx, *dry_run).await,
+        Command::Prune { dry_run, remote: true } => remote::prune(ctx, *dry_run).await,
+        Command::Prune { dry_run, .. } => prune::run(ctx, *dry_run).await,
         Command::History { limit } => history::run(ctx, *limit),
-        Command::Keygen { output, force } => keygen(ctx, output.as_deref(), *force),
+        Command::Keygen { output, force, age: true } => {
+            remote::keygen(ctx, output.as_deref(), *force)
+        }
+        Command::Keygen { output, force, .. } => keygen(ctx, output.as_deref(), *force),
         Command::Completions { .. } | Command::Man { .. } => Ok(exit::SUCCESS),
     }
 }
@@ -190,6 +201,16 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     for cause in error.chain() {
         if let Some(exit) = cause.downcast_ref::<Exit>() {
             return exit.code;
+        }
+        if let Some(error) = cause.downcast_ref::<rail_core::remote::RemoteError>() {
+            return match error {
+                e if e.is_refusal() => exit::REFUSED,
+                rail_core::remote::RemoteError::NotConfigured
+                | rail_core::remote::RemoteError::BadUrl { .. }
+                | rail_core::remote::RemoteError::Crypt(_)
+                | rail_core::remote::RemoteError::NotFound { .. } => exit::USAGE,
+                _ => exit::FAILED,
+            };
         }
         if let Some(rail_core::lock::LockError::Held { .. }) =
             cause.downcast_ref::<rail_core::lock::LockError>()

@@ -136,6 +136,29 @@ async fn restore_run(
         journal::mark_resolved(&dead_run.path, &resolved)?;
     }
 
+    // Not here, or asked for from the remote: download it first (checked file by file).
+    if cfg.backup.remote.is_configured() {
+        let local = backup::find(cfg, &name);
+        let missing =
+            matches!(local, Err(BackupError::Store(rail_core::store::StoreError::NotFound { .. })));
+        if missing {
+            let remote = rail_core::remote::Remote::from_config(cfg)?;
+            let progress = Arc::clone(&progress);
+            let pulled = run
+                .step("download", async {
+                    remote
+                        .pull(cfg, &name, args.emergency, progress)
+                        .await
+                        .map_err(crate::remote::refusal)
+                })
+                .await?;
+            output::stderr_line(&format!(
+                "downloaded `{name}` from {} ({} files, {} resumed)",
+                pulled.url, pulled.files, pulled.resumed_files
+            ));
+        }
+    }
+
     let set = match backup::open(cfg, &name, args.emergency) {
         Ok(set) => set,
         Err(BackupError::Incomplete { name }) => {
@@ -445,6 +468,13 @@ async fn choose_set(
         }
     }
     let cfg = &ctx.cfg;
+    if args.remote {
+        let remote = rail_core::remote::Remote::from_config(cfg)?;
+        let keys = backup::keyring(cfg)?;
+        let newest = remote.newest(&keys).await.map_err(crate::remote::refusal)?;
+        output::stderr_line(&format!("the newest set in {} is `{}`", remote.url(), newest.name));
+        return Ok((newest.name, None));
+    }
     let level = if cfg.rollback.safety_checks.test_rollback {
         VerifyLevel::RestoreTest
     } else {

@@ -41,6 +41,7 @@ mod dir;
 mod http;
 mod proc;
 mod redis;
+mod s3;
 mod stack;
 mod throwaway;
 
@@ -50,5 +51,6 @@ pub use db::{query, Rows, TestDb};
 pub use dir::TestDir;
 pub use http::{http_get, http_post_json, http_request, HttpResponse};
 pub use redis::{redis_command, Reply, TestRedis};
+pub use s3::{RawResponse, ThrowawayS3, ACCESS_KEY_ID, SECRET_ACCESS_KEY};
 pub use stack::{workspace_root, Stack};
 pub use throwaway::{ThrowawayPostgres, ThrowawayRedis};

@@ -10,6 +10,7 @@ mod app;
 pub(crate) use app::{forget_setup, install_release};
 mod postgres;
 mod redis;
+mod s3;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -245,7 +246,8 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
     ensure_backup_key(&layout.backup_key)?;
     let previous = EnvFile::load(&layout.env_file)?.unwrap_or_default();
     let settings = Settings::choose(layout, &previous)?;
-    let env = stack_env(layout, &tools, &settings);
+    let mut env = stack_env(layout, &tools, &settings);
+    env.set("RAIL_S3_SERVER", s3::ensure(&tools.python3)?.display().to_string());
     // Saved before anything starts, so ports and passwords survive a failed `up`.
     env.save(&layout.env_file)?;
 
@@ -292,6 +294,7 @@ fn stop_scratch(layout: &Layout) -> Result<usize> {
         stopped += usize::from(postgres::stop_data_dir(&dir.join("data")));
         stopped += usize::from(redis::stop_pid_file(&dir.join("redis.pid")));
         stopped += usize::from(app::stop_pid_file(&dir.join("run").join("gunicorn.pid")));
+        stopped += usize::from(s3::stop_pid_file(&dir.join("s3.pid")));
         fs::remove_dir_all(&dir)?;
     }
     Ok(stopped)

@@ -327,7 +327,19 @@ impl Config {
             self.notifications.slack.webhook_url.clone(),
             self.notifications.webhook.url.clone(),
             self.notifications.email.password.clone(),
+            self.backup.remote.access_key_id.clone(),
+            self.backup.remote.secret_access_key.clone(),
+            self.backup.remote.session_token.clone(),
         ];
+        // The standard AWS variables the remote falls back to, and the backup passphrase.
+        for name in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"]
+            .into_iter()
+            .chain(Some(self.backup.remote.passphrase_env.as_str()).filter(|n| !n.is_empty()))
+        {
+            if let Ok(value) = std::env::var(name) {
+                out.push(Secret::new(value));
+            }
+        }
         for value in self.notifications.webhook.headers.values() {
             out.push(value.clone());
             // `Bearer <token>`: the token alone may show up in a server's error text too.

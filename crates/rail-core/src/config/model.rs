@@ -319,6 +319,87 @@ pub struct BackupConfig {
     pub key_file: PathBuf,
     /// Keys of earlier rotations: sets they signed still verify; new sets are signed with `key`.
     pub previous_key_files: Vec<PathBuf>,
+    /// A copy of every set in S3-compatible object storage, encrypted and authenticated.
+    pub remote: RemoteConfig,
+}
+
+/// The off-site copy of the backup sets: an S3-compatible bucket.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `s3://bucket/prefix`; empty: no remote.
+    pub url: String,
+    /// The server, for S3-compatible stores other than AWS (`https://minio.example.com:9000`).
+    pub endpoint: String,
+    pub region: String,
+    /// Empty: `AWS_ACCESS_KEY_ID`.
+    pub access_key_id: Secret,
+    /// Empty: `AWS_SECRET_ACCESS_KEY`.
+    pub secret_access_key: Secret,
+    /// Empty: `AWS_SESSION_TOKEN`.
+    pub session_token: Secret,
+    /// Upload each set right after the deploy's backup, inside the maintenance window, instead of
+    /// after the window closes.
+    pub before_migrate: bool,
+    /// Sets kept in the bucket (the newest authenticated set is always kept).
+    pub keep_last: u32,
+    /// Remote sets older than this many days are removed; 0 keeps them (up to `keep_last`).
+    pub max_age_days: u32,
+    /// `healthcheck --check backups` warns when the newest remote set is older than this, and is
+    /// critical past twice as old.
+    pub max_age: HumanDuration,
+    /// Encrypt every file with age before it leaves the host (the manifest stays readable, and
+    /// authenticated by the backup key).
+    pub encrypt: bool,
+    /// age recipients (`age1…`) files are encrypted to; keep the matching identities off this host
+    /// if it only needs to write backups.
+    pub recipients: Vec<String>,
+    /// An age identity file (`rollback keygen --age`), needed to download; its recipient is added
+    /// to `recipients`.
+    pub identity_file: PathBuf,
+    /// Environment variable holding a passphrase, used instead of recipients and identities.
+    pub passphrase_env: String,
+    /// Size of each part of a multipart upload.
+    pub part_size: ByteSize,
+    /// Parts uploaded at once.
+    pub concurrency: u32,
+    /// How long one request may take before it is retried.
+    pub request_timeout: HumanDuration,
+    /// Retries of a failed request.
+    pub retries: u32,
+}
+
+impl RemoteConfig {
+    /// Whether a remote is configured.
+    pub fn is_configured(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+}
+
+impl Default for RemoteConfig {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: Secret::default(),
+            secret_access_key: Secret::default(),
+            session_token: Secret::default(),
+            before_migrate: false,
+            keep_last: 30,
+            max_age_days: 0,
+            max_age: HumanDuration::from_secs(26 * 60 * 60),
+            encrypt: true,
+            recipients: Vec::new(),
+            identity_file: PathBuf::new(),
+            passphrase_env: String::new(),
+            part_size: ByteSize::mib(8),
+            concurrency: 4,
+            request_timeout: HumanDuration::from_secs(60),
+            retries: 3,
+        }
+    }
 }
 
 impl Default for BackupConfig {
@@ -339,6 +420,7 @@ impl Default for BackupConfig {
             key: Secret::default(),
             key_file: PathBuf::new(),
             previous_key_files: Vec::new(),
+            remote: RemoteConfig::default(),
         }
     }
 }

@@ -7,5 +7,6 @@ mod hostile;
 mod interrupt;
 mod lock;
 mod manage;
+mod remote;
 mod roundtrip;
 mod support;
