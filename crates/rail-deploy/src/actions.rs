@@ -173,6 +173,31 @@ impl Facts {
             Err(e) => PlanCheck::failed("pending migrations", format!("could not be read: {e}")),
         });
         checks.push(backup_dir_check(&cfg.backup.directory));
+        if !params.no_backup && cfg.backup.remote.is_configured() {
+            // The deploy does not depend on the remote: an unreachable one is reported, not failed.
+            checks.push(match rail_core::remote::Remote::from_config(cfg) {
+                Ok(remote) => match remote.probe().await {
+                    Ok(()) => PlanCheck::ok(
+                        "remote",
+                        format!("{} answers; encryption: {}", remote.url(), remote.encryption()),
+                    ),
+                    Err(e) => PlanCheck::unknown(
+                        "remote",
+                        format!(
+                            "{}; the upload would fail and warn",
+                            rail_core::backup::error_chain(&e)
+                        ),
+                    ),
+                },
+                Err(e) => PlanCheck::unknown(
+                    "remote",
+                    format!(
+                        "{}; the upload would fail and warn",
+                        rail_core::backup::error_chain(&e)
+                    ),
+                ),
+            });
+        }
         if !params.no_backup {
             checks.push(match pre::backup_key(cfg) {
                 Ok(()) => PlanCheck::ok("backup key", "the backup will be signed".into()),

@@ -39,6 +39,10 @@ pub(crate) async fn take(
         bail!("backup {} failed verification: {}", set.name, report.summary());
     }
     let size = set.manifest().map_or(0, backup::Manifest::total_size);
+    // Inside the window only when asked: an upload lengthens the downtime by its own duration.
+    if cfg.backup.remote.before_migrate {
+        crate::offsite::upload(cfg, run_id, &set.name, progress).await;
+    }
     Ok(json!({
         "backup": set.name,
         "bytes": size,

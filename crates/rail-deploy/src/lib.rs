@@ -13,6 +13,7 @@ pub mod django;
 pub mod engine;
 mod maint;
 mod notes;
+mod offsite;
 mod plan;
 mod progress;
 mod schema;
@@ -259,6 +260,13 @@ async fn deploy(cli: &Cli, loaded: &Loaded) -> anyhow::Result<u8> {
         journal.finish(ending.outcome())?;
         (ending, run_id, state)
     };
+    // The window is closed: the run's backup goes off-site (unless it went inside the window). Done with
+    // the lock still held, so that no prune removes the set under the upload.
+    if let Some(name) = state.backup.as_deref().filter(|_| !cfg.backup.remote.before_migrate) {
+        let progress: std::sync::Arc<dyn rail_core::backup::Progress> =
+            std::sync::Arc::new(CliProgress::bars_only(cli.log.quiet));
+        offsite::upload(cfg, &run_id, name, &progress).await;
+    }
     // The run is over whatever its ending: the static files it staged, or the ones it replaced, are no
     // longer needed (a rollback restored them from the backup). Done with the lock still held.
     statics::cleanup(&cfg.app.static_dir);

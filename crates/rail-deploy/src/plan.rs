@@ -135,6 +135,8 @@ pub(crate) struct Plan {
     pub lock_error: Option<String>,
     pub interrupted_run: Option<String>,
     pub backup_timing: String,
+    /// Where the backup goes off-site, and when; `None` without a remote.
+    pub remote: Option<String>,
     pub rollback_target: String,
     pub rollback_on_failure: bool,
     /// The pre-checks the dry run made, read-only; a failed one fails the dry run (exit 1).
@@ -203,6 +205,17 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
         lock_error,
         interrupted_run: facts.interrupted.clone(),
         backup_timing,
+        remote: (cfg.backup.remote.is_configured() && !params.no_backup).then(|| {
+            format!(
+                "{}, {}",
+                rail_core::remote::describe_config(&cfg.backup.remote),
+                if cfg.backup.remote.before_migrate {
+                    "uploaded right after the backup, inside the maintenance window (backup.remote.before_migrate)"
+                } else {
+                    "uploaded after the maintenance window closes; a failed upload warns and notifies, it never fails the deploy"
+                }
+            )
+        }),
         rollback_target,
         rollback_on_failure: params.rollback_allowed(cfg),
         checks_failed: facts.checks.iter().filter(|c| c.status == CheckStatus::Failed).count(),
@@ -338,6 +351,9 @@ pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
         }
     ));
     out.push(format!("backup timing: {}", plan.backup_timing));
+    if let Some(remote) = &plan.remote {
+        out.push(format!("off-site copy: {remote}"));
+    }
     out.push(format!(
         "lock: {}",
         match (plan.lock, &plan.lock_holder, &plan.lock_error) {

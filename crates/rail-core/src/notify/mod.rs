@@ -50,6 +50,8 @@ pub enum Event {
     HealthAlert,
     /// Every health check is healthy again after an alert.
     HealthRecovered,
+    /// A backup set could not be copied to the remote (the deploy itself is not affected).
+    UploadFailed,
 }
 
 /// How an event looks: green, yellow or red.
@@ -83,6 +85,7 @@ impl Event {
             Self::RollbackFailed => "rollback_failed",
             Self::HealthAlert => "health_alert",
             Self::HealthRecovered => "health_recovered",
+            Self::UploadFailed => "upload_failed",
         }
     }
 
@@ -96,6 +99,7 @@ impl Event {
             Self::RollbackFailed => "Rollback failed",
             Self::HealthAlert => "Health alert",
             Self::HealthRecovered => "Health recovered",
+            Self::UploadFailed => "Off-site backup failed",
         }
     }
 
@@ -107,6 +111,7 @@ impl Event {
             Self::RolledBack => "rolled back",
             Self::HealthAlert => "critical",
             Self::HealthRecovered => "healthy",
+            Self::UploadFailed => "upload failed",
         }
     }
 
@@ -115,7 +120,7 @@ impl Event {
             Self::DeploySucceeded | Self::RollbackSucceeded | Self::HealthRecovered => {
                 Severity::Good
             }
-            Self::RolledBack => Severity::Warning,
+            Self::RolledBack | Self::UploadFailed => Severity::Warning,
             Self::DeployFailed | Self::RollbackFailed | Self::HealthAlert => Severity::Danger,
         }
     }
@@ -126,7 +131,7 @@ impl Event {
     pub fn wanted(self, cfg: &NotificationsConfig) -> bool {
         match self {
             Self::DeploySucceeded => cfg.on_success,
-            Self::DeployFailed => cfg.on_failure,
+            Self::DeployFailed | Self::UploadFailed => cfg.on_failure,
             Self::RolledBack | Self::RollbackSucceeded => cfg.on_rollback,
             Self::RollbackFailed => cfg.on_failure || cfg.on_rollback,
             Self::HealthAlert | Self::HealthRecovered => cfg.on_health_alert,

@@ -8,6 +8,7 @@ mod failures;
 mod getting_started;
 mod kill;
 mod lock;
+mod offsite;
 mod operator;
 mod ops;
 mod options;
