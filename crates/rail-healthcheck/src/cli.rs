@@ -26,7 +26,7 @@ pub struct Cli {
     #[command(flatten)]
     pub log: LogArgs,
 
-    /// Run only this check (repeatable): database, redis, application, graphql, filesystem, performance, maintenance
+    /// Run only this check (repeatable): database, redis, application, graphql, filesystem, performance, maintenance, backups (only when named)
     #[arg(long = "check", value_name = "NAME")]
     pub checks: Vec<String>,
 

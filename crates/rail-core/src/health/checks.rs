@@ -956,3 +956,83 @@ async fn read_redis_key(
         .map_err(|e| error_chain(&e))?;
     Ok(value.map(|v| (v, ttl)))
 }
+
+/// The age of the newest complete, authenticated set in the remote against `backup.remote.max_age`:
+/// warning past it, critical past twice it, or when there is none or the remote cannot be read.
+pub(super) async fn backups(ctx: &Ctx<'_>) -> Outcome {
+    let cfg = ctx.cfg;
+    let max_age = cfg.backup.remote.max_age.get();
+    let remote = match crate::remote::Remote::from_config(cfg) {
+        Ok(remote) => remote,
+        Err(e) => {
+            return Outcome::critical(format!(
+                "the remote cannot be used: {}",
+                crate::backup::error_chain(&e)
+            ))
+        }
+    };
+    let keys = match crate::backup::keyring(cfg) {
+        Ok(keys) => keys,
+        Err(e) => return Outcome::critical(crate::backup::error_chain(&e)),
+    };
+    let mut out = Outcome::default().detail("remote", remote.url());
+    out.set("max_age_seconds", max_age.as_secs());
+    let entries = match remote.list(&keys).await {
+        Ok(entries) => entries,
+        Err(e) => {
+            out.escalate(
+                Status::Critical,
+                &format!("the remote cannot be listed: {}", crate::backup::error_chain(&e)),
+            );
+            return out;
+        }
+    };
+    let complete = entries.iter().filter(|e| e.status == crate::backup::SetStatus::Complete);
+    out.set("sets", complete.clone().count());
+    let not_trusted = entries
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.status,
+                crate::backup::SetStatus::Unauthenticated | crate::backup::SetStatus::Damaged
+            )
+        })
+        .count();
+    out.set("untrusted_sets", not_trusted);
+    let Some((newest, created)) =
+        complete.filter_map(|e| e.created_at.map(|t| (e, t))).max_by_key(|(_, t)| *t)
+    else {
+        out.escalate(
+            Status::Critical,
+            &format!("no complete, authenticated set in {}", remote.url()),
+        );
+        return out;
+    };
+    let age = (Utc::now() - created).to_std().unwrap_or_default();
+    out.set("newest", newest.name.clone());
+    out.set("newest_created_at", created.to_rfc3339());
+    out.set("newest_age_seconds", age.as_secs());
+    out.gauge(
+        "backups_newest_age_seconds",
+        "Age of the newest complete off-site backup set",
+        age.as_secs_f64(),
+    );
+    let shown = crate::config::human_duration(Duration::from_secs(age.as_secs()));
+    out.message = format!("the newest off-site set, {}, is {shown} old", newest.name);
+    let limit = crate::config::human_duration(max_age);
+    if age > max_age * 2 {
+        out.escalate(
+            Status::Critical,
+            &format!("off-site backups stopped: older than twice {limit}"),
+        );
+    } else if age > max_age {
+        out.escalate(Status::Warning, &format!("older than backup.remote.max_age = {limit}"));
+    }
+    if not_trusted > 0 {
+        out.escalate(
+            Status::Warning,
+            &format!("{not_trusted} remote set(s) fail authentication or are damaged"),
+        );
+    }
+    out
+}

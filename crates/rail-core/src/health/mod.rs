@@ -35,11 +35,14 @@ pub enum CheckName {
     Filesystem,
     Performance,
     Maintenance,
+    /// The age of the newest off-site set. Runs only when asked for (`--check backups`): it lists the
+    /// bucket, which a container's probe every 30 s should not.
+    Backups,
 }
 
 impl CheckName {
     /// Every check, in report order.
-    pub const ALL: [CheckName; 7] = [
+    pub const ALL: [CheckName; 8] = [
         Self::Database,
         Self::Redis,
         Self::Application,
@@ -47,6 +50,7 @@ impl CheckName {
         Self::Filesystem,
         Self::Performance,
         Self::Maintenance,
+        Self::Backups,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +62,7 @@ impl CheckName {
             Self::Filesystem => "filesystem",
             Self::Performance => "performance",
             Self::Maintenance => "maintenance",
+            Self::Backups => "backups",
         }
     }
 
@@ -92,6 +97,7 @@ impl FromStr for CheckName {
             "filesystem" | "disk" | "fs" => Self::Filesystem,
             "performance" | "perf" => Self::Performance,
             "maintenance" => Self::Maintenance,
+            "backups" | "backup" | "offsite" => Self::Backups,
             _ => {
                 let suggestion = Self::ALL
                     .iter()
@@ -282,7 +288,7 @@ pub struct RunOptions {
 #[non_exhaustive]
 pub enum HealthError {
     #[error(
-        "unknown check `{name}`{}; the checks are database, redis, application, graphql, filesystem, performance, maintenance",
+        "unknown check `{name}`{}; the checks are database, redis, application, graphql, filesystem, performance, maintenance, backups",
         suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
     )]
     UnknownCheck { name: String, suggestion: Option<String> },
@@ -310,6 +316,7 @@ pub fn not_configured(cfg: &Config, name: CheckName) -> Option<String> {
             cfg.maintenance.flag_file.as_os_str().is_empty()
                 && (cfg.redis.url.is_empty() || cfg.maintenance.redis_key.is_empty())
         }
+        CheckName::Backups => !cfg.backup.remote.is_configured(),
     };
     missing.then(|| {
         match name {
@@ -324,6 +331,7 @@ pub fn not_configured(cfg: &Config, name: CheckName) -> Option<String> {
             CheckName::Maintenance => {
                 "set RAIL_MAINTENANCE_FILE (`maintenance.flag_file`), or REDIS_URL for the `maintenance.redis_key` key"
             }
+            CheckName::Backups => "set `backup.remote.url` (RAIL_BACKUP__REMOTE__URL)",
         }
         .to_owned()
     })
@@ -509,12 +517,20 @@ async fn timed(
 pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions) -> Report {
     let timestamp = Utc::now();
     let started = Instant::now();
-    let wanted: Vec<CheckName> = CheckName::ALL
-        .into_iter()
-        .filter(|n| selection.is_empty() || selection.contains(n))
-        .collect();
+    // `backups` lists a bucket: only when asked for by name.
+    let wanted: Vec<CheckName> =
+        CheckName::ALL
+            .into_iter()
+            .filter(|n| {
+                if selection.is_empty() {
+                    *n != CheckName::Backups
+                } else {
+                    selection.contains(n)
+                }
+            })
+            .collect();
     let mut skipped = Vec::new();
-    let mut report_set = [false; 7];
+    let mut report_set = [false; CheckName::ALL.len()];
     for name in &wanted {
         match not_configured(cfg, *name) {
             Some(reason) => skipped.push(Skipped { name: *name, reason }),
@@ -539,7 +555,7 @@ pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions
     let run = |name: CheckName| run_set[name.index()];
     let timeout = |name| check_timeout(cfg, name, opts);
 
-    let (database, redis, application, graphql, filesystem, host, maintenance) = tokio::join!(
+    let (database, redis, application, graphql, filesystem, host, maintenance, backups) = tokio::join!(
         maybe(run(CheckName::Database), || timed(
             CheckName::Database,
             timeout(CheckName::Database),
@@ -570,6 +586,11 @@ pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions
             CheckName::Maintenance,
             timeout(CheckName::Maintenance),
             checks::maintenance(&ctx, timeout(CheckName::Maintenance), timeout(CheckName::Redis))
+        )),
+        maybe(run(CheckName::Backups), || timed(
+            CheckName::Backups,
+            timeout(CheckName::Backups),
+            checks::backups(&ctx)
         )),
     );
 
@@ -602,7 +623,7 @@ pub async fn run_checks(cfg: &Config, selection: &[CheckName], opts: &RunOptions
         s
     };
     let checks: Vec<CheckResult> =
-        [database, redis, application, graphql, filesystem, performance, maintenance]
+        [database, redis, application, graphql, filesystem, performance, maintenance, backups]
             .into_iter()
             .flatten()
             .filter(|c| report_set[c.name.index()])

@@ -358,3 +358,49 @@ fn two_hosts_uploading_one_set_name_at_once_exactly_one_wins() {
     let manifest = s3.get_object(BUCKET, &key("nightly", "manifest.json")).unwrap();
     assert_eq!(manifest, fs::read(winner.set_dir("nightly").join("manifest.json")).unwrap());
 }
+
+#[test]
+fn healthcheck_backups_watches_the_age_of_the_newest_remote_set() {
+    let s3 = ThrowawayS3::start(BUCKET);
+    let env = Env::new();
+    use_remote(&env, &s3, "max_age = \"26h\"");
+    let health = |vars: &[(&str, &str)]| {
+        let mut c = rail_testkit::cmd(rail_testkit::bin("healthcheck"));
+        c.arg("--config").arg(&env.config).args(["--check", "backups", "--format", "json"]);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        let out = c.run();
+        let report = out.json();
+        (out, report["checks"][0].clone())
+    };
+    let (out, check) = health(&[]);
+    out.assert_code(1);
+    assert_eq!(check["status"], "critical", "{check}");
+    assert!(check["message"].as_str().unwrap().contains("no complete"), "{check}");
+
+    // A set taken 30 hours ago (its manifest re-signed with the stack's key, as rail would have).
+    env.backup("old");
+    let dir = env.set_dir("old");
+    let mut manifest = rail_core::backup::Manifest::read(&dir, "old", true).unwrap();
+    manifest.created_at = chrono::Utc::now() - chrono::TimeDelta::hours(30);
+    fs::remove_file(dir.join("manifest.json")).unwrap();
+    manifest.write_signed(&dir, &stack_keys()).unwrap();
+    env.rollback(&["push", "old"]).assert_success();
+    let (out, check) = health(&[]);
+    out.assert_success();
+    assert_eq!(check["status"], "warning", "{check}");
+    assert_eq!(check["details"]["newest"], "old");
+    let (out, check) = health(&[("RAIL_BACKUP__REMOTE__MAX_AGE", "10h")]);
+    out.assert_code(1);
+    assert_eq!(check["status"], "critical", "{check}");
+    assert!(check["message"].as_str().unwrap().contains("stopped"), "{check}");
+
+    env.backup("fresh");
+    env.rollback(&["push", "fresh"]).assert_success();
+    let (out, check) = health(&[]);
+    out.assert_success();
+    assert_eq!(check["status"], "healthy", "{check}");
+    assert_eq!(check["details"]["newest"], "fresh");
+    assert_eq!(check["details"]["sets"], 2);
+}
