@@ -208,6 +208,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
                 rail_core::remote::RemoteError::NotConfigured
                 | rail_core::remote::RemoteError::BadUrl { .. }
                 | rail_core::remote::RemoteError::Crypt(_)
+                | rail_core::remote::RemoteError::NoCredentials { .. }
                 | rail_core::remote::RemoteError::NotFound { .. } => exit::USAGE,
                 _ => exit::FAILED,
             };

@@ -79,6 +79,10 @@ pub enum RemoteError {
         #[source]
         source: object_store::Error,
     },
+    #[error(
+        "no credentials for the remote {url}: set backup.remote.access_key_id and secret_access_key, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (on AWS, an instance or container role is used when there is one; none answered while {what})"
+    )]
+    NoCredentials { url: String, what: String },
     #[error("no set `{name}` in {url}")]
     NotFound { name: String, url: String },
     #[error("set `{name}` in {url} is incomplete: its upload did not finish (it has no manifest)")]
@@ -382,7 +386,13 @@ impl Remote {
         what: impl Into<String>,
     ) -> impl FnOnce(object_store::Error) -> RemoteError + '_ {
         let what = what.into();
-        move |source| RemoteError::Request { url: self.url.clone(), what, source }
+        move |source| {
+            // With no key anywhere, object_store asks the instance metadata service: say what is missing.
+            if source.to_string().contains("169.254.169.254") {
+                return RemoteError::NoCredentials { url: self.url.clone(), what };
+            }
+            RemoteError::Request { url: self.url.clone(), what, source }
+        }
     }
 
     /// The manifest bytes of `name` and when they were uploaded; `None` when absent.

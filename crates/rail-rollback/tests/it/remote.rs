@@ -404,3 +404,43 @@ fn healthcheck_backups_watches_the_age_of_the_newest_remote_set() {
     assert_eq!(check["details"]["newest"], "fresh");
     assert_eq!(check["details"]["sets"], 2);
 }
+
+#[test]
+fn remote_retention_is_its_own_and_credentials_come_from_the_aws_variables() {
+    let s3 = ThrowawayS3::start(BUCKET);
+    let env = Env::new();
+    use_remote(&env, &s3, "keep_last = 2");
+    // The keys come from the standard variables, not the file.
+    let text = fs::read_to_string(&env.config).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.starts_with("access_key_id") && !l.starts_with("secret_access_key"))
+        .fold(String::new(), |mut out, l| {
+            let _ = writeln!(out, "{l}");
+            out
+        });
+    fs::write(&env.config, text).unwrap();
+    let aws = [("AWS_ACCESS_KEY_ID", ACCESS_KEY_ID), ("AWS_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)];
+    for name in ["s1", "s2", "s3"] {
+        env.backup(name);
+        let pushed = env.rollback_with(&["push", name, "-vv"], &aws);
+        pushed.assert_success();
+        assert_no_secret(
+            "output",
+            &format!("{}{}", pushed.stdout, pushed.stderr),
+            &[ACCESS_KEY_ID, SECRET_ACCESS_KEY],
+        );
+    }
+    let list = json_of(&env.rollback_with(&["list", "--remote", "--format", "json"], &aws));
+    let names: Vec<&str> =
+        list["sets"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["s3", "s2"], "remote keep_last = 2");
+    assert!(s3.keys(BUCKET, &format!("{PREFIX}/s1/")).is_empty(), "every object of s1 is gone");
+    // Locally, backup.keep_last (10) keeps all three.
+    let local = json_of(&env.rollback(&["list", "--format", "json"]));
+    assert_eq!(local.as_array().unwrap().len(), 3);
+    // Without any credentials the remote says so, naming no secret.
+    let denied = env.rollback(&["list", "--remote"]);
+    denied.assert_code(2);
+    assert!(denied.stderr.contains("no credentials"), "{}", denied.describe());
+}
