@@ -92,6 +92,8 @@ struct Stack {
     port: u16,
     user: String,
     password: String,
+    /// `moto_server`, the S3-compatible server of the off-site rounds.
+    s3_server: PathBuf,
 }
 
 impl Stack {
@@ -119,6 +121,10 @@ impl Stack {
             port: url_port(&url).context("no port in DATABASE_URL")?,
             user,
             password: url_password(&url).unwrap_or_default().to_owned(),
+            s3_server: PathBuf::from(
+                env.get("RAIL_S3_SERVER")
+                    .context("RAIL_S3_SERVER missing from the stack's env file: run `cargo xtask stack up`")?,
+            ),
         })
     }
 
@@ -160,6 +166,9 @@ struct Paths {
     backups: PathBuf,
     config: PathBuf,
     live_config: PathBuf,
+    /// The live database, and static and media directories of their own: a whole restore.
+    files_config: PathBuf,
+    restored: PathBuf,
     rollback: PathBuf,
 }
 
@@ -181,6 +190,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         backups: bench.join("backups"),
         config: bench.join("rail-bench.toml"),
         live_config: bench.join("rail-bench-live.toml"),
+        files_config: bench.join("rail-bench-files.toml"),
+        restored: bench.join("restored"),
         rollback: root.join("target/release/rollback"),
         bench,
     };
@@ -195,6 +206,18 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     ensure_database(&stack)?;
     ensure_files(&paths.data)?;
     write_configs(&stack, &paths)?;
+    let offsite = super::offsite::Offsite::start(&stack.s3_server, &paths.bench)?;
+    let identity = paths.bench.join("backup.age");
+    if !identity.exists() {
+        util::run_captured(
+            rollback(&paths, &paths.config).args(["keygen", "--age", "--output"]).arg(&identity),
+        )?;
+    }
+    for config in [&paths.config, &paths.live_config, &paths.files_config] {
+        let mut text = fs::read_to_string(config)?;
+        text.push_str(&offsite.config_section(&identity));
+        fs::write(config, text)?;
+    }
     if stack
         .sql("postgres", &format!("SELECT 1 FROM pg_database WHERE datname = '{LIVE_DB}'"))?
         .trim()
@@ -217,6 +240,10 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut rail_backup = Vec::new();
     let mut base_restore = Vec::new();
     let mut rail_restore = Vec::new();
+    let mut base_up = Vec::new();
+    let mut rail_up = Vec::new();
+    let mut base_down = Vec::new();
+    let mut rail_down = Vec::new();
     for round in 0..rounds {
         // Alternate who goes first, so neither always finds the page cache warmer.
         let order: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
@@ -244,6 +271,27 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 rail_backup.push(m);
             }
         }
+        // Off-site: each side's backup of this round, followed by its upload.
+        let (base_secs, rail_secs) =
+            (base_backup.last().map_or(0.0, |m: &Measure| m.secs), rail_backup.last().map_or(0.0, |m: &Measure| m.secs));
+        for baseline in order {
+            if baseline {
+                offsite.clear("baseline")?;
+                let up = offsite.upload_dir(&paths.baseline)?;
+                say(&format!("round {}: baseline aws s3 cp up {up:.1} s (load {})", round + 1, load()));
+                base_up.push(Measure { secs: base_secs + up, bytes: 0, rss_kib: 0 });
+            } else {
+                offsite.clear(&format!("rail/{SET}"))?;
+                let (up, rss_kib) = timed(rollback(&paths, &paths.config).args(["push", SET]), &paths.bench)?;
+                say(&format!(
+                    "round {}: rollback push {up:.1} s, peak RSS {} (load {})",
+                    round + 1,
+                    mib(rss_kib),
+                    load()
+                ));
+                rail_up.push(Measure { secs: rail_secs + up, bytes: 0, rss_kib });
+            }
+        }
         for baseline in order {
             if baseline {
                 let m = baseline_restore(&stack, &paths)?;
@@ -264,6 +312,28 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                     load()
                 ));
                 rail_restore.push(m);
+            }
+        }
+        for baseline in order {
+            if baseline {
+                let m = baseline_download_restore(&stack, &paths, &offsite)?;
+                say(&format!(
+                    "round {}: baseline aws s3 cp down + pg_restore + tar xzf x2 {:.1} s (load {})",
+                    round + 1,
+                    m.secs,
+                    load()
+                ));
+                base_down.push(m);
+            } else {
+                let m = rail_download_restore(&stack, &paths)?;
+                say(&format!(
+                    "round {}: rollback pull + rollback rollback {:.1} s, peak RSS {} (load {})",
+                    round + 1,
+                    m.secs,
+                    mib(m.rss_kib),
+                    load()
+                ));
+                rail_down.push(m);
             }
         }
     }
@@ -314,6 +384,30 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             "peak RSS rollback rollback              {:>9}          <= 64 MiB {}",
             mib(peak_restore),
             verdict(peak_restore <= 64 * 1024)
+        ),
+        format!(
+            "backup + upload              {:>8.1} s {:>7.1} s   {:.2}   <= 0.60  {}",
+            median(&base_up, secs),
+            median(&rail_up, secs),
+            median(&rail_up, secs) / median(&base_up, secs),
+            verdict(median(&rail_up, secs) / median(&base_up, secs) <= 0.6)
+        ),
+        format!(
+            "download + restore (all)     {:>8.1} s {:>7.1} s   {:.2}   <= 0.70  {}",
+            median(&base_down, secs),
+            median(&rail_down, secs),
+            median(&rail_down, secs) / median(&base_down, secs),
+            verdict(median(&rail_down, secs) / median(&base_down, secs) <= 0.7)
+        ),
+        format!(
+            "peak RSS rollback push                  {:>9}          <= 64 MiB {}",
+            mib(rail_up.iter().map(|m| m.rss_kib).max().unwrap_or(0)),
+            verdict(rail_up.iter().all(|m| m.rss_kib <= 64 * 1024))
+        ),
+        format!(
+            "peak RSS pull, then rollback            {:>9}          <= 64 MiB {}",
+            mib(rail_down.iter().map(|m| m.rss_kib).max().unwrap_or(0)),
+            verdict(rail_down.iter().all(|m| m.rss_kib <= 64 * 1024))
         ),
         format!(
             "(median RSS: backup {}, restore {})",
@@ -465,16 +559,87 @@ fn rail_restore_round(stack: &Stack, paths: &Paths) -> Result<Measure> {
     Ok(Measure { secs, bytes: 0, rss_kib })
 }
 
+/// The baseline's way back: `aws s3 cp` of the three files, a single-job `pg_restore` into a fresh
+/// database and `tar xzf` of both archives.
+fn baseline_download_restore(
+    stack: &Stack,
+    paths: &Paths,
+    offsite: &super::offsite::Offsite,
+) -> Result<Measure> {
+    let down = paths.bench.join("down");
+    if down.exists() {
+        fs::remove_dir_all(&down)?;
+    }
+    fs::create_dir_all(down.join("files"))?;
+    stack.sql("postgres", &format!("DROP DATABASE IF EXISTS {BASE_RESTORE_DB}"))?;
+    stack.sql("postgres", &format!("CREATE DATABASE {BASE_RESTORE_DB}"))?;
+    let started = Instant::now();
+    offsite.download_to(&down, &["database.dump", "static.tar.gz", "media.tar.gz"])?;
+    util::run_captured(stack.tool("pg_restore", BASE_RESTORE_DB).arg(down.join("database.dump")))?;
+    for archive in ["static.tar.gz", "media.tar.gz"] {
+        util::run_captured(
+            util::command("tar").arg("xzf").arg(down.join(archive)).arg("-C").arg(down.join("files")),
+        )?;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    stack.sql("postgres", &format!("DROP DATABASE IF EXISTS {BASE_RESTORE_DB}"))?;
+    fs::remove_dir_all(&down)?;
+    Ok(Measure { secs, bytes: 0, rss_kib: 0 })
+}
+
+/// rail's way back on a host without the set: `rollback pull`, then a whole `rollback rollback`.
+fn rail_download_restore(stack: &Stack, paths: &Paths) -> Result<Measure> {
+    let set = paths.backups.join(SET);
+    if set.exists() {
+        fs::remove_dir_all(&set)?;
+    }
+    if paths.restored.exists() {
+        fs::remove_dir_all(&paths.restored)?;
+    }
+    fs::create_dir_all(paths.restored.join("static"))?;
+    fs::create_dir_all(paths.restored.join("media"))?;
+    let (pull, pull_rss) =
+        timed(rollback(paths, &paths.files_config).args(["pull", SET]), &paths.bench)?;
+    let (restore, restore_rss) = timed(
+        rollback(paths, &paths.files_config).args([
+            "rollback",
+            SET,
+            "--yes",
+            "--components",
+            "db,static,media",
+        ]),
+        &paths.bench,
+    )?;
+    let kept = stack.sql(
+        "postgres",
+        &format!("SELECT datname FROM pg_database WHERE datname LIKE '{LIVE_DB}\\_\\_rail\\_%'"),
+    )?;
+    for name in kept.lines().filter(|l| !l.trim().is_empty()) {
+        stack.sql("postgres", &format!("DROP DATABASE IF EXISTS \"{name}\""))?;
+    }
+    fs::remove_dir_all(&paths.restored)?;
+    Ok(Measure { secs: pull + restore, bytes: 0, rss_kib: pull_rss.max(restore_rss) })
+}
+
 fn write_configs(stack: &Stack, paths: &Paths) -> Result<()> {
-    for (path, db) in [(&paths.config, BENCH_DB), (&paths.live_config, LIVE_DB)] {
+    let restored = paths.restored.display().to_string();
+    let files = (format!("{restored}/static"), format!("{restored}/media"));
+    let data = (
+        format!("{}/static", paths.data.display()),
+        format!("{}/media", paths.data.display()),
+    );
+    for (path, db, (static_dir, media_dir)) in [
+        (&paths.config, BENCH_DB, &data),
+        (&paths.live_config, LIVE_DB, &data),
+        (&paths.files_config, LIVE_DB, &files),
+    ] {
         fs::write(
             path,
             format!(
-                "environment = \"bench\"\n\n[database]\nurl = \"{url}\"\npg_bindir = \"{bindir}\"\n\n[app]\nstatic_dir = \"{data}/static\"\n\
-                 media_dir = \"{data}/media\"\n\n[backup]\ndirectory = \"{backups}\"\nkey_file = \"{key}\"\n\n[rollback.safety_checks]\nrequire_confirmation = false\n",
+                "environment = \"bench\"\n\n[database]\nurl = \"{url}\"\npg_bindir = \"{bindir}\"\n\n[app]\nstatic_dir = \"{static_dir}\"\n\
+                 media_dir = \"{media_dir}\"\n\n[backup]\ndirectory = \"{backups}\"\nkey_file = \"{key}\"\n\n[rollback.safety_checks]\nrequire_confirmation = false\n",
                 url = stack.url(db),
                 bindir = stack.bindir.display(),
-                data = paths.data.display(),
                 backups = paths.backups.display(),
                 key = stack.backup_key.display(),
             ),

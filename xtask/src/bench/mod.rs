@@ -9,6 +9,7 @@
 mod backup;
 mod deploy;
 mod health;
+mod offsite;
 mod schemaver;
 
 use std::path::Path;
