@@ -8,8 +8,9 @@
 //! never seen half written nor half removed.
 //!
 //! Restores need the set's files as local paths (`pg_restore --jobs` seeks in the dump), so the trait
-//! hands out local directories: a remote store (S3-compatible object storage) would stage uploads and
-//! cache downloads behind the same methods.
+//! hands out local directories. The off-site copy in S3-compatible storage is not a second
+//! implementation but sits beside this one ([`crate::remote`]): it moves whole, committed sets out of
+//! and into the local store, which every restore reads.
 
 use std::fmt;
 use std::io;
