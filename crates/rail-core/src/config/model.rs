@@ -360,7 +360,8 @@ pub struct RemoteConfig {
     pub identity_file: PathBuf,
     /// Environment variable holding a passphrase, used instead of recipients and identities.
     pub passphrase_env: String,
-    /// Size of each part of a multipart upload.
+    /// Size of each part of a multipart upload (at least 5 MiB; larger for files over 9,000 parts).
+    /// Memory use is about (concurrency + 2) parts.
     pub part_size: ByteSize,
     /// Parts uploaded at once.
     pub concurrency: u32,
@@ -395,7 +396,7 @@ impl Default for RemoteConfig {
             identity_file: PathBuf::new(),
             passphrase_env: String::new(),
             part_size: ByteSize::mib(8),
-            concurrency: 4,
+            concurrency: 3,
             request_timeout: HumanDuration::from_secs(60),
             retries: 3,
         }

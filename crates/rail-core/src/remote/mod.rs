@@ -51,6 +51,9 @@ pub const CLAIM_OBJECT: &str = ".claim";
 pub const PULL_MARKER: &str = ".rail-pull";
 /// Suffix of a file being downloaded.
 const PART_SUFFIX: &str = ".part";
+/// Parts of one upload, below S3's limit of 10,000 (encryption adds a little to each file).
+const MAX_PARTS: u64 = 9_000;
+const MIB: u64 = 1024 * 1024;
 /// Sets whose manifests are fetched at once when listing.
 const LIST_CONCURRENCY: usize = 8;
 /// An unfinished upload (a claim without a manifest) older than this may be removed by retention.
@@ -673,8 +676,10 @@ impl Remote {
             self.object(name, &format!("{}{suffix}", file.rel))
         };
         progress.begin(&task, Some(file.size));
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(2);
-        let part_size = self.part_size;
+        // Memory is bounded by the parts in flight, one waiting and one being filled. S3 takes at most
+        // 10,000 parts: a file too large for the configured size gets larger parts (whole MiB).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1);
+        let part_size = self.part_size.max((file.size / MAX_PARTS).div_ceil(MIB) as usize * MIB as usize);
         let path_owned = path.to_owned();
         let encrypt = self.crypt.encrypt(ChunkWriter::new(tx, part_size));
         let mut writer =
