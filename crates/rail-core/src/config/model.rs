@@ -361,7 +361,7 @@ pub struct RemoteConfig {
     /// Environment variable holding a passphrase, used instead of recipients and identities.
     pub passphrase_env: String,
     /// Size of each part of a multipart upload (at least 5 MiB; larger for files over 9,000 parts).
-    /// Memory use is about (concurrency + 2) parts.
+    /// Each part in flight costs about twice its size in memory.
     pub part_size: ByteSize,
     /// Parts uploaded at once.
     pub concurrency: u32,
@@ -395,8 +395,8 @@ impl Default for RemoteConfig {
             recipients: Vec::new(),
             identity_file: PathBuf::new(),
             passphrase_env: String::new(),
-            part_size: ByteSize::mib(8),
-            concurrency: 3,
+            part_size: ByteSize::mib(5),
+            concurrency: 2,
             request_timeout: HumanDuration::from_secs(60),
             retries: 3,
         }
