@@ -298,3 +298,38 @@ pub(crate) fn tree_fingerprint(dir: &Path) -> Result<String> {
 pub(crate) fn stdout_line(line: &str) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
+
+/// `program` of the PyPI package `spec`, installed once per machine into a venv of its own:
+/// `${XDG_CACHE_HOME:-$HOME/.cache}/rail/<name>-venv-<first 12 hex of sha256(spec)>`.
+pub(crate) fn pip_tool(name: &str, spec: &str, program: &str) -> anyhow::Result<PathBuf> {
+    use anyhow::Context as _;
+    let cache = match std::env::var_os("XDG_CACHE_HOME").filter(|v| Path::new(v).is_absolute()) {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
+    };
+    let venv =
+        cache.join("rail").join(format!("{name}-venv-{}", &sha256_hex(spec.as_bytes())[..12]));
+    let found = venv.join("bin").join(program);
+    let marker = venv.join(".rail-install-complete");
+    if marker.is_file() && found.is_file() {
+        return Ok(found);
+    }
+    if venv.exists() {
+        fs_err::remove_dir_all(&venv)?;
+    }
+    fs_err::create_dir_all(venv.parent().expect("a venv has a parent"))?;
+    stdout_line(&format!("{name}: installing {spec} into {}", venv.display()));
+    run_captured(command("python3").args(["-m", "venv"]).arg(&venv))?;
+    run_captured(command(venv.join("bin").join("python")).args([
+        "-m",
+        "pip",
+        "install",
+        "--disable-pip-version-check",
+        "--no-input",
+        "-q",
+        spec,
+    ]))
+    .with_context(|| format!("installing {spec}"))?;
+    fs_err::write(&marker, "")?;
+    Ok(found)
+}

@@ -9,6 +9,7 @@
 //! plus a static tree, under `target/bench/data`. Generating them takes minutes, so both are kept and
 //! reused until the generator changes.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -121,10 +122,9 @@ impl Stack {
             port: url_port(&url).context("no port in DATABASE_URL")?,
             user,
             password: url_password(&url).unwrap_or_default().to_owned(),
-            s3_server: PathBuf::from(
-                env.get("RAIL_S3_SERVER")
-                    .context("RAIL_S3_SERVER missing from the stack's env file: run `cargo xtask stack up`")?,
-            ),
+            s3_server: PathBuf::from(env.get("RAIL_S3_SERVER").context(
+                "RAIL_S3_SERVER missing from the stack's env file: run `cargo xtask stack up`",
+            )?),
         })
     }
 
@@ -247,97 +247,60 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     for round in 0..rounds {
         // Alternate who goes first, so neither always finds the page cache warmer.
         let order: [bool; 2] = if round % 2 == 0 { [true, false] } else { [false, true] };
-        for baseline in order {
-            if baseline {
-                let m = baseline_backup(&stack, &paths)?;
-                say(&format!(
-                    "round {}: baseline backup {:.1} s, {} (load {})",
-                    round + 1,
-                    m.secs,
-                    mb(m.bytes),
-                    load()
-                ));
-                base_backup.push(m);
-            } else {
-                let m = rail_backup_round(&paths)?;
-                say(&format!(
-                    "round {}: rollback backup {:.1} s, {}, peak RSS {} (load {})",
-                    round + 1,
-                    m.secs,
-                    mb(m.bytes),
-                    mib(m.rss_kib),
-                    load()
-                ));
-                rail_backup.push(m);
-            }
-        }
+        let round = round + 1;
+        side_by_side(
+            round,
+            order,
+            ("baseline backup", &mut || baseline_backup(&stack, &paths), &mut base_backup),
+            ("rollback backup", &mut || rail_backup_round(&paths), &mut rail_backup),
+        )?;
         // Off-site: each side's backup of this round, followed by its upload.
-        let (base_secs, rail_secs) =
-            (base_backup.last().map_or(0.0, |m: &Measure| m.secs), rail_backup.last().map_or(0.0, |m: &Measure| m.secs));
-        for baseline in order {
-            if baseline {
-                offsite.clear("baseline")?;
-                let up = offsite.upload_dir(&paths.baseline)?;
-                say(&format!("round {}: baseline aws s3 cp up {up:.1} s (load {})", round + 1, load()));
-                base_up.push(Measure { secs: base_secs + up, bytes: 0, rss_kib: 0 });
-            } else {
-                offsite.clear(&format!("rail/{SET}"))?;
-                let (up, rss_kib) = timed(rollback(&paths, &paths.config).args(["push", SET]), &paths.bench)?;
-                say(&format!(
-                    "round {}: rollback push {up:.1} s, peak RSS {} (load {})",
-                    round + 1,
-                    mib(rss_kib),
-                    load()
-                ));
-                rail_up.push(Measure { secs: rail_secs + up, bytes: 0, rss_kib });
-            }
-        }
-        for baseline in order {
-            if baseline {
-                let m = baseline_restore(&stack, &paths)?;
-                say(&format!(
-                    "round {}: baseline pg_restore {:.1} s (load {})",
-                    round + 1,
-                    m.secs,
-                    load()
-                ));
-                base_restore.push(m);
-            } else {
-                let m = rail_restore_round(&stack, &paths)?;
-                say(&format!(
-                    "round {}: rollback rollback {:.1} s, peak RSS {} (load {})",
-                    round + 1,
-                    m.secs,
-                    mib(m.rss_kib),
-                    load()
-                ));
-                rail_restore.push(m);
-            }
-        }
-        for baseline in order {
-            if baseline {
-                let m = baseline_download_restore(&stack, &paths, &offsite)?;
-                say(&format!(
-                    "round {}: baseline aws s3 cp down + pg_restore + tar xzf x2 {:.1} s (load {})",
-                    round + 1,
-                    m.secs,
-                    load()
-                ));
-                base_down.push(m);
-            } else {
-                let m = rail_download_restore(&stack, &paths)?;
-                say(&format!(
-                    "round {}: rollback pull + rollback rollback {:.1} s, peak RSS {} (load {})",
-                    round + 1,
-                    m.secs,
-                    mib(m.rss_kib),
-                    load()
-                ));
-                rail_down.push(m);
-            }
-        }
+        let base_secs = base_backup.last().map_or(0.0, |m| m.secs);
+        let rail_secs = rail_backup.last().map_or(0.0, |m| m.secs);
+        side_by_side(
+            round,
+            order,
+            (
+                "baseline backup + aws s3 cp up",
+                &mut || {
+                    offsite.clear("baseline")?;
+                    let up = offsite.upload_dir(&paths.baseline)?;
+                    Ok(Measure { secs: base_secs + up, bytes: 0, rss_kib: 0 })
+                },
+                &mut base_up,
+            ),
+            (
+                "rollback backup + rollback push",
+                &mut || {
+                    offsite.clear(&format!("rail/{SET}"))?;
+                    let (up, rss_kib) =
+                        timed(rollback(&paths, &paths.config).args(["push", SET]), &paths.bench)?;
+                    Ok(Measure { secs: rail_secs + up, bytes: 0, rss_kib })
+                },
+                &mut rail_up,
+            ),
+        )?;
+        side_by_side(
+            round,
+            order,
+            ("baseline pg_restore", &mut || baseline_restore(&stack, &paths), &mut base_restore),
+            ("rollback rollback", &mut || rail_restore_round(&stack, &paths), &mut rail_restore),
+        )?;
+        side_by_side(
+            round,
+            order,
+            (
+                "baseline aws s3 cp down + pg_restore + tar xzf x2",
+                &mut || baseline_download_restore(&stack, &paths, &offsite),
+                &mut base_down,
+            ),
+            (
+                "rollback pull + rollback rollback",
+                &mut || rail_download_restore(&stack, &paths),
+                &mut rail_down,
+            ),
+        )?;
     }
-
     let median = |ms: &[Measure], f: fn(&Measure) -> f64| {
         let mut v: Vec<f64> = ms.iter().map(f).collect();
         v.sort_by(f64::total_cmp);
@@ -426,6 +389,30 @@ struct Measure {
     secs: f64,
     bytes: u64,
     rss_kib: u64,
+}
+
+/// A measure of one side of a comparison: its name, how to take it, where it goes.
+type Side<'a> = (&'a str, &'a mut dyn FnMut() -> Result<Measure>, &'a mut Vec<Measure>);
+
+/// Take the baseline's and rail's measures of one round in `order` (baseline first when `order[0]`),
+/// saying each as it comes.
+fn side_by_side<'a>(round: usize, order: [bool; 2], base: Side<'a>, rail: Side<'a>) -> Result<()> {
+    let (mut base, mut rail) = (Some(base), Some(rail));
+    for baseline in order {
+        let (label, measure, into) =
+            if baseline { base.take() } else { rail.take() }.expect("each side once");
+        let m = measure()?;
+        let mut line = format!("round {round}: {label} {:.1} s", m.secs);
+        if m.bytes > 0 {
+            let _ = write!(line, ", {}", mb(m.bytes));
+        }
+        if m.rss_kib > 0 {
+            let _ = write!(line, ", peak RSS {}", mib(m.rss_kib));
+        }
+        say(&format!("{line} (load {})", load()));
+        into.push(m);
+    }
+    Ok(())
 }
 
 /// Bytes of the regular files under `dir`.
@@ -578,7 +565,11 @@ fn baseline_download_restore(
     util::run_captured(stack.tool("pg_restore", BASE_RESTORE_DB).arg(down.join("database.dump")))?;
     for archive in ["static.tar.gz", "media.tar.gz"] {
         util::run_captured(
-            util::command("tar").arg("xzf").arg(down.join(archive)).arg("-C").arg(down.join("files")),
+            util::command("tar")
+                .arg("xzf")
+                .arg(down.join(archive))
+                .arg("-C")
+                .arg(down.join("files")),
         )?;
     }
     let secs = started.elapsed().as_secs_f64();
@@ -624,10 +615,8 @@ fn rail_download_restore(stack: &Stack, paths: &Paths) -> Result<Measure> {
 fn write_configs(stack: &Stack, paths: &Paths) -> Result<()> {
     let restored = paths.restored.display().to_string();
     let files = (format!("{restored}/static"), format!("{restored}/media"));
-    let data = (
-        format!("{}/static", paths.data.display()),
-        format!("{}/media", paths.data.display()),
-    );
+    let data =
+        (format!("{}/static", paths.data.display()), format!("{}/media", paths.data.display()));
     for (path, db, (static_dir, media_dir)) in [
         (&paths.config, BENCH_DB, &data),
         (&paths.live_config, LIVE_DB, &data),

@@ -34,40 +34,9 @@ impl Drop for Offsite {
     }
 }
 
-fn cache_dir() -> Result<PathBuf> {
-    Ok(match std::env::var_os("XDG_CACHE_HOME").filter(|v| Path::new(v).is_absolute()) {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".cache"),
-    }
-    .join("rail"))
-}
-
-/// The `aws` program, installed once into `~/.cache/rail/awscli-venv-<hash>`.
+/// The `aws` program, installed once into a venv of its own.
 fn ensure_awscli() -> Result<PathBuf> {
-    let venv = cache_dir()?.join(format!("awscli-venv-{}", &util::sha256_hex(AWSCLI.as_bytes())[..12]));
-    let aws = venv.join("bin").join("aws");
-    let marker = venv.join(".rail-install-complete");
-    if marker.is_file() && aws.is_file() {
-        return Ok(aws);
-    }
-    if venv.exists() {
-        fs::remove_dir_all(&venv)?;
-    }
-    fs::create_dir_all(venv.parent().expect("a parent"))?;
-    util::stdout_line(&format!("bench: installing {AWSCLI} into {}", venv.display()));
-    util::run_captured(util::command("python3").args(["-m", "venv"]).arg(&venv))?;
-    util::run_captured(util::command(venv.join("bin/python")).args([
-        "-m",
-        "pip",
-        "install",
-        "--disable-pip-version-check",
-        "--no-input",
-        "-q",
-        AWSCLI,
-    ]))
-    .context("installing the AWS CLI")?;
-    fs::write(&marker, "")?;
-    Ok(aws)
+    util::pip_tool("awscli", AWSCLI, "aws")
 }
 
 impl Offsite {

@@ -247,7 +247,7 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
     let previous = EnvFile::load(&layout.env_file)?.unwrap_or_default();
     let settings = Settings::choose(layout, &previous)?;
     let mut env = stack_env(layout, &tools, &settings);
-    env.set("RAIL_S3_SERVER", s3::ensure(&tools.python3)?.display().to_string());
+    env.set("RAIL_S3_SERVER", s3::ensure()?.display().to_string());
     // Saved before anything starts, so ports and passwords survive a failed `up`.
     env.save(&layout.env_file)?;
 

@@ -679,7 +679,8 @@ impl Remote {
         // Memory is bounded by the parts in flight, one waiting and one being filled. S3 takes at most
         // 10,000 parts: a file too large for the configured size gets larger parts (whole MiB).
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(1);
-        let part_size = self.part_size.max((file.size / MAX_PARTS).div_ceil(MIB) as usize * MIB as usize);
+        let part_size =
+            self.part_size.max((file.size / MAX_PARTS).div_ceil(MIB) as usize * MIB as usize);
         let path_owned = path.to_owned();
         let encrypt = self.crypt.encrypt(ChunkWriter::new(tx, part_size));
         let mut writer =
