@@ -484,8 +484,11 @@ async fn in_place(
         .map_err(|source| io(source, "psql"))?;
     let (feed, producer) = match source {
         DumpSource::Archive(path) => {
+            // One transaction in the script too: without it pg_restore wraps large objects in a
+            // BEGIN/COMMIT of their own, which would commit psql's transaction half-way.
             let mut running = tools
                 .cmd("pg_restore")
+                .arg("--single-transaction")
                 .arg("--file=-")
                 .arg(path)
                 .timeout(timeout)
@@ -501,23 +504,43 @@ async fn in_place(
         }
         DumpSource::Sql(path) => (Feed::File(path.clone()), None),
     };
-    let copy = tokio::task::spawn_blocking(move || feed_psql(&preamble, feed, stdin));
+    let copy = tokio::task::spawn_blocking(move || {
+        let mut sink = std::fs::File::from(stdin);
+        let written = feed_psql(&preamble, feed, &mut sink);
+        (sink, written)
+    });
     let producer_done = async {
         match producer {
             Some(running) => running.wait().await.map(|_| ()).map_err(failed("pg_restore")),
             None => Ok(()),
         }
     };
-    let (copy_result, restored, replayed) = tokio::join!(copy, producer_done, psql.wait());
-    // psql's own error says most: a failed statement, a lock timeout.
-    replayed.map_err(failed("psql"))?;
-    restored?;
-    copy_result
-        .map_err(|source| RestoreError::Task { source })?
-        .map_err(|source| io(source, "psql"))?;
+    let (copied, restored) = tokio::join!(copy, producer_done);
+    let (sink, written) = copied.map_err(|source| RestoreError::Task { source })?;
+    if written.is_ok() && restored.is_ok() {
+        // The end of its input: psql commits.
+        drop(sink);
+        psql.wait().await.map_err(failed("psql"))?;
+    } else {
+        // psql must not see the end of its input, which would commit what it got so far (pg_restore
+        // may have died half-way). If psql stopped by itself (a failed statement, a lock timeout),
+        // its error says most; if it still waits for input, it is stopped, and its transaction ends
+        // with its connection.
+        let replayed = tokio::time::timeout(PSQL_SETTLE, psql.wait()).await;
+        drop(sink);
+        if let Ok(Err(error)) = replayed {
+            return Err(failed("psql")(error));
+        }
+        restored?;
+        written.map_err(|source| io(source, "psql"))?;
+    }
     opts.progress.end(task, "restored in place");
     Ok(())
 }
+
+/// How long an in-place restore whose input failed waits for psql to report its own failure before
+/// stopping it.
+const PSQL_SETTLE: Duration = Duration::from_secs(2);
 
 enum Feed {
     Fd(OwnedFd),
@@ -528,19 +551,19 @@ fn io(source: std::io::Error, program: &str) -> RestoreError {
     RestoreError::Io { path: PathBuf::from(program), source }
 }
 
-/// Write the preamble, then the dump's SQL, to psql's stdin; closing it ends psql's input.
-fn feed_psql(preamble: &str, feed: Feed, stdin: OwnedFd) -> std::io::Result<()> {
+/// Write the preamble, then the dump's SQL, to psql's stdin; the caller closes it (ending psql's
+/// input, so committing) once it knows the dump was read whole.
+fn feed_psql(preamble: &str, feed: Feed, sink: &mut std::fs::File) -> std::io::Result<()> {
     use std::io::Write;
-    let mut sink = std::fs::File::from(stdin);
     sink.write_all(preamble.as_bytes())?;
     match feed {
         Feed::Fd(fd) => {
             let mut source = std::fs::File::from(fd);
-            std::io::copy(&mut source, &mut sink)?;
+            std::io::copy(&mut source, sink)?;
         }
         Feed::File(path) => {
             let mut source = fs_err::File::open(path)?;
-            std::io::copy(&mut source, &mut sink)?;
+            std::io::copy(&mut source, sink)?;
         }
     }
     sink.flush()

@@ -167,3 +167,44 @@ fn zstd_archives_round_trip_and_verify_at_every_level() {
     out.assert_code(3);
     assert!(out.stdout.contains("media") || out.stderr.contains("media"), "{}", out.describe());
 }
+
+/// Flip a bit in the middle of `path` (inside the compressed data, past any header).
+fn flip_middle_bit(path: &std::path::Path) {
+    let mut bytes = fs_err::read(path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    fs_err::write(path, &bytes).unwrap();
+}
+
+/// Reseal the manifest of `set` with its dump's checksum as the file is now, as someone holding the
+/// key could: only reading the dump can tell it is damaged.
+fn reseal_database(env: &Env, set: &str) {
+    let dir = env.set_dir(set);
+    let mut manifest = rail_core::backup::Manifest::read(&dir, set, true).unwrap();
+    let component = manifest
+        .components
+        .iter_mut()
+        .find(|c| c.name == rail_core::backup::ComponentKind::Database)
+        .unwrap();
+    let digest = rail_core::archive::hash_file(&dir.join(&component.file)).unwrap();
+    component.size = digest.size;
+    component.sha256 = digest.sha256;
+    fs_err::remove_file(dir.join("manifest.json")).unwrap();
+    manifest.write_signed(&dir, &crate::support::stack_keys()).unwrap();
+}
+
+#[test]
+fn an_in_place_restore_that_fails_half_way_commits_nothing() {
+    // pg_dump's own compression: pg_restore finds the damage only when it reaches it, after the
+    // large object (which it used to wrap in a COMMIT of its own) and part of the data.
+    let env = &Env::with(&Settings { backup: "compression = \"gzip\"", sections: "" });
+    env.backup("bad");
+    flip_middle_bit(&env.set_dir("bad").join("database.dump"));
+    reseal_database(env, "bad");
+    env.mutate();
+    let mutated = env.db_state();
+    let out = env.rollback(&["rollback", "bad", "--yes", "--strategy", "in-place"]);
+    assert!(!out.success(), "{}", out.describe());
+    assert!(out.stderr.contains("pg_restore"), "{}", out.describe());
+    assert_eq!(env.db_state(), mutated, "a failed in-place restore commits nothing");
+}
