@@ -12,7 +12,9 @@ use super::{
     maintenance, query_error, DbOutcome, Leftover, LeftoverKind, RestoreError, RestoreOptions,
 };
 use crate::backup::contents;
-use crate::backup::pg::{self, check_identifier, quote_literal, PgTools};
+use crate::backup::pg::{
+    self, check_identifier, quote_literal, DumpReadError, DumpReader, PgTools,
+};
 use crate::backup::{BackupError, BackupSet, ComponentKind, SetKind};
 use crate::config::{Config, RestoreStrategy};
 use crate::db::{quote_ident, DbTarget};
@@ -67,6 +69,15 @@ pub(super) async fn prepare(
     let source = source_of(set)?;
     preflight(cfg, tools, target, set, &source, opts).await?;
     if opts.strategy == RestoreStrategy::InPlace {
+        // psql commits when pg_restore's output ends, and a zstd stream proves whole only at its
+        // last checksum: in place, where nothing is kept to go back to, it is read whole first.
+        if let DumpSource::Archive(path) = &source {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || pg::check_whole(&path))
+                .await
+                .map_err(|source| RestoreError::Task { source })?
+                .map_err(|e| dump_error(e, "pg_restore"))?;
+        }
         return Ok(PreparedDb::InPlace { source });
     }
     let live = target.dbname();
@@ -162,20 +173,28 @@ async fn load(
     opts.progress.begin(task, None);
     // Commits of a restore need not wait for the disk one by one: the switch's own commit is synchronous
     // and makes everything before it durable.
-    let cmd = match source {
-        DumpSource::Archive(path) => tools
-            .connect_cmd("pg_restore", into)
-            .arg(format!("--jobs={}", opts.jobs.max(1)))
-            .arg("--exit-on-error")
-            .arg(path),
-        DumpSource::Sql(path) => tools.psql_file(into, path),
-    };
-    let program = if matches!(source, DumpSource::Archive(_)) { "pg_restore" } else { "psql" };
-    cmd.env("PGOPTIONS", "-c synchronous_commit=off")
-        .timeout(cfg.backup.timeout.get())
-        .run()
-        .await
-        .map_err(|source| RestoreError::Program { action: program, source })?;
+    let timeout = cfg.backup.timeout.get();
+    match source {
+        DumpSource::Archive(path) => {
+            let cmd = tools
+                .connect_cmd("pg_restore", into)
+                .arg("--exit-on-error")
+                .env("PGOPTIONS", "-c synchronous_commit=off")
+                .timeout(timeout);
+            DumpReader::spawn(cmd, path, opts.jobs.max(1))
+                .map_err(|e| dump_error(e, "pg_restore"))?
+                .output()
+                .await
+                .map_err(|e| dump_error(e, "pg_restore"))?;
+        }
+        DumpSource::Sql(path) => tools
+            .psql_file(into, path)
+            .env("PGOPTIONS", "-c synchronous_commit=off")
+            .timeout(timeout)
+            .run()
+            .await
+            .map_err(|source| RestoreError::Program { action: "psql", source })?,
+    }
     opts.progress.end(task, "restored");
     Ok(())
 }
@@ -486,17 +505,15 @@ async fn in_place(
         DumpSource::Archive(path) => {
             // One transaction in the script too: without it pg_restore wraps large objects in a
             // BEGIN/COMMIT of their own, which would commit psql's transaction half-way.
-            let mut running = tools
+            let cmd = tools
                 .cmd("pg_restore")
                 .arg("--single-transaction")
                 .arg("--file=-")
-                .arg(path)
-                .timeout(timeout)
-                .spawn()
-                .map_err(failed("pg_restore"))?;
+                .timeout(timeout);
+            let mut running =
+                DumpReader::spawn(cmd, path, 1).map_err(|e| dump_error(e, "pg_restore"))?;
             let stdout = running
-                .stdout
-                .take()
+                .take_stdout()
                 .expect("stdout is piped")
                 .into_owned_fd()
                 .map_err(|source| io(source, "pg_restore"))?;
@@ -511,7 +528,9 @@ async fn in_place(
     });
     let producer_done = async {
         match producer {
-            Some(running) => running.wait().await.map(|_| ()).map_err(failed("pg_restore")),
+            Some(running) => {
+                running.wait().await.map(|_| ()).map_err(|e| dump_error(e, "pg_restore"))
+            }
             None => Ok(()),
         }
     };
@@ -545,6 +564,13 @@ const PSQL_SETTLE: Duration = Duration::from_secs(2);
 enum Feed {
     Fd(OwnedFd),
     File(PathBuf),
+}
+
+fn dump_error(error: DumpReadError, program: &'static str) -> RestoreError {
+    match error {
+        DumpReadError::Program(source) => RestoreError::Program { action: program, source },
+        DumpReadError::Read { path, source } => RestoreError::DumpRead { path, source },
+    }
 }
 
 fn io(source: std::io::Error, program: &str) -> RestoreError {
