@@ -1,4 +1,4 @@
-//! Gzip-compressed tar archives of directory trees: written in one streaming pass that hashes what it
+//! Gzip- or zstd-compressed tar archives of directory trees: written in one streaming pass that hashes what it
 //! writes, read back entry by entry to check their structure, and extracted safely.
 //!
 //! Memory stays constant whatever the tree holds: files are copied through fixed buffers, and the
@@ -195,6 +195,29 @@ const ZSTD_WORKERS: u32 = 2;
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 
+/// A zstd stream as rail writes every one (archives and the database dump): level 3 on two worker
+/// threads, with a checksum per frame so that a check finds a flipped bit as gzip's CRC does.
+pub fn zstd_encoder<W: Write>(inner: W) -> io::Result<zstd::stream::write::Encoder<'static, W>> {
+    let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
+    encoder.multithread(ZSTD_WORKERS)?;
+    encoder.include_checksum(true)?;
+    Ok(encoder)
+}
+
+/// Whether the file `path` starts as a zstd stream does (its first frame's magic number).
+pub fn is_zstd_file(path: &Path) -> io::Result<bool> {
+    let mut head = [0u8; 4];
+    let mut file = fs_err::File::open(path)?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    Ok(filled == head.len() && head == ZSTD_MAGIC)
+}
+
 /// A gzip or zstd stream being written.
 enum Encoder<W: Write> {
     Gzip(GzEncoder<W>),
@@ -207,13 +230,7 @@ impl<W: Write> Encoder<W> {
             Codec::Gzip => {
                 Self::Gzip(GzEncoder::new(inner, flate2::Compression::new(gzip_level.clamp(1, 9))))
             }
-            Codec::Zstd => {
-                let mut encoder = zstd::stream::write::Encoder::new(inner, ZSTD_LEVEL)?;
-                encoder.multithread(ZSTD_WORKERS)?;
-                // A checksum per frame, so that a check finds a flipped bit as gzip's CRC does.
-                encoder.include_checksum(true)?;
-                Self::Zstd(encoder)
-            }
+            Codec::Zstd => Self::Zstd(zstd_encoder(inner)?),
         })
     }
 

@@ -52,14 +52,16 @@ pub(crate) async fn take(
 
 /// The commands a backup would run, for the dry-run plan.
 pub(crate) fn commands(cfg: &Config) -> Vec<String> {
+    use rail_core::config::{Compression, DumpFormat};
+    let dump = match (cfg.backup.format, cfg.backup.compression) {
+        (DumpFormat::Custom, Compression::Zstd) => "pg_dump --format=custom --compress=0 … | zstd",
+        (DumpFormat::Custom, Compression::Gzip) => "pg_dump --format=custom …",
+        (DumpFormat::Directory, _) => "pg_dump --format=directory …",
+    };
     let mut out = vec![format!(
-        "pg_dump --format={} … > {}/backup_<time>/{}",
-        match cfg.backup.format {
-            rail_core::config::DumpFormat::Custom => "custom",
-            rail_core::config::DumpFormat::Directory => "directory",
-        },
+        "{dump} > {}/backup_<time>/{}",
         cfg.backup.directory.display(),
-        backup::DATABASE_FILE
+        backup::database_file(cfg.backup.format, cfg.backup.compression)
     )];
     let (static_file, media_file) = backup::archive_files(cfg.backup.compression);
     let codec = match cfg.backup.compression {

@@ -1,6 +1,6 @@
 //! What a dump may hold before rail lets PostgreSQL run it.
 //!
-//! A custom-format dump is a list of SQL statements that pg_restore sends as they are. A dump from
+//! A custom-format dump (zstd-compressed or not, see [`DumpReader`]) is a list of SQL statements that pg_restore sends as they are. A dump from
 //! somewhere else can hold an event trigger, a function that runs `COPY … TO PROGRAM` from an expression
 //! index, statements that create roles or drop databases. Three layers stop that: sets are
 //! authenticated ([`super::auth`]), restores connect as a role that is not a superuser
@@ -12,7 +12,7 @@ use std::path::Path;
 
 use tokio_postgres::Client;
 
-use super::pg::PgTools;
+use super::pg::{DumpReader, PgTools};
 
 /// Entry kinds of `pg_restore --list` a Django database holds, restored without question.
 const ALLOWED: &[&str] = &[
@@ -418,24 +418,16 @@ pub async fn check_dump(
     dump: &Path,
     live: &LiveObjects,
 ) -> Result<Vec<String>, String> {
-    let list = tools
-        .cmd("pg_restore")
-        .arg("--list")
-        .arg(dump)
-        .output()
-        .await
-        .map_err(|e| format!("pg_restore --list failed: {}", super::error_chain(&e)))?
-        .stdout_text();
+    let read = |cmd, what: &'static str| async move {
+        let out = async { DumpReader::spawn(cmd, dump, 1)?.output().await }
+            .await
+            .map_err(|e| format!("pg_restore {what} failed: {}", super::error_chain(&e)))?;
+        Ok::<_, String>(String::from_utf8_lossy(&out).into_owned())
+    };
+    let list = read(tools.cmd("pg_restore").arg("--list"), "--list").await?;
     let mut problems = check_toc(&parse_toc(&list), live);
-    let schema = tools
-        .cmd("pg_restore")
-        .arg("--schema-only")
-        .arg("--file=-")
-        .arg(dump)
-        .output()
-        .await
-        .map_err(|e| format!("pg_restore --schema-only failed: {}", super::error_chain(&e)))?
-        .stdout_text();
+    let schema =
+        read(tools.cmd("pg_restore").arg("--schema-only").arg("--file=-"), "--schema-only").await?;
     problems.extend(check_sql(&schema));
     Ok(problems)
 }

@@ -91,6 +91,8 @@ impl std::fmt::Display for ComponentKind {
 pub mod format {
     /// `pg_dump --format=custom`.
     pub const PG_CUSTOM: &str = "pg_dump-custom";
+    /// `pg_dump --format=custom --compress=0` through zstd (level 3, a checksum per frame).
+    pub const PG_CUSTOM_ZSTD: &str = "pg_dump-custom+zstd";
     /// `pg_dump --format=directory`: a directory of files.
     pub const PG_DIRECTORY: &str = "pg_dump-directory";
     /// A gzip-compressed tar archive.

@@ -2,6 +2,10 @@
 //!
 //! pg_dump, pg_restore and psql are run by their real path: Debian's `/usr/bin` wrappers cost ~30 ms a
 //! call. Passwords reach them through `PGPASSWORD` in their environment, never their command line.
+//!
+//! A custom-format dump is either the file pg_dump wrote (`database.dump`, pg_dump's own gzip) or that
+//! file through zstd (`database.dump.zst`); [`DumpReader`] gives either to pg_restore, the second
+//! decompressed into its stdin, so no uncompressed copy is ever written.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,7 +16,7 @@ use tokio_postgres::Client;
 
 use crate::config::DatabaseConfig;
 use crate::db::{quote_ident, DbTarget};
-use crate::process::Cmd;
+use crate::process::{Cmd, Finished, ProcessError, Running};
 
 use super::BackupError;
 
@@ -107,6 +111,203 @@ fn newest_debian_bindir(root: &Path) -> Option<PathBuf> {
         }
     }
     best.map(|(_, dir)| dir)
+}
+
+/// Errors of giving a dump to pg_restore.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DumpReadError {
+    #[error(transparent)]
+    Program(#[from] ProcessError),
+    #[error("cannot read the dump {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// pg_restore reading a custom-format dump, compressed by zstd or not (told by its first bytes).
+///
+/// A plain dump is named on pg_restore's command line, with `--jobs` when more than one is asked for.
+/// A zstd dump is decompressed by a thread of ours into pg_restore's stdin, from which pg_restore cannot
+/// run parallel jobs: it restores with one (as fast as `--jobs 2` on a file when one table dominates).
+/// pg_restore may stop reading before the end (`--list` reads only the table of contents): that is
+/// not an error; a dump that cannot be decompressed is, whatever pg_restore made of what it got.
+pub struct DumpReader {
+    running: Running,
+    path: PathBuf,
+    feeder: Option<tokio::task::JoinHandle<Result<Fed, DumpReadError>>>,
+}
+
+/// A zstd decoder reading a dump file.
+type ZstdReader = zstd::stream::read::Decoder<'static, std::io::BufReader<fs_err::File>>;
+
+/// How the decompression into pg_restore's stdin ended.
+enum Fed {
+    /// At the end of the stream, every checksum checked.
+    Whole,
+    /// pg_restore stopped reading first: the rest is left, to read when pg_restore failed (it may
+    /// have failed on bytes a damaged stream gave it, which the stream's checksum would name).
+    Stopped(ZstdReader),
+}
+
+impl std::fmt::Debug for DumpReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DumpReader")
+            .field("running", &self.running)
+            .field("path", &self.path)
+            .field("decompressing", &self.feeder.is_some())
+            .finish()
+    }
+}
+
+impl DumpReader {
+    /// Start `pg_restore` (`cmd`, with its options) on the dump `dump`. Needs a tokio runtime.
+    pub fn spawn(cmd: Cmd, dump: &Path, jobs: u32) -> Result<Self, DumpReadError> {
+        Self::start(cmd, dump, jobs, false)
+    }
+
+    /// Like [`DumpReader::spawn`], and a zstd dump is decompressed to its very end even when
+    /// pg_restore stops reading before it, so that the last frame's checksum is checked too.
+    pub fn spawn_to_end(cmd: Cmd, dump: &Path) -> Result<Self, DumpReadError> {
+        Self::start(cmd, dump, 1, true)
+    }
+
+    fn start(cmd: Cmd, dump: &Path, jobs: u32, to_end: bool) -> Result<Self, DumpReadError> {
+        let read_error = |source| DumpReadError::Read { path: dump.to_owned(), source };
+        // A directory-format dump is pg_restore's to read; a missing file, pg_restore's to report.
+        if dump.is_dir()
+            || !dump.exists()
+            || !crate::archive::is_zstd_file(dump).map_err(read_error)?
+        {
+            let cmd = if jobs > 1 { cmd.arg(format!("--jobs={jobs}")) } else { cmd };
+            return Ok(Self {
+                running: cmd.arg(dump).spawn()?,
+                path: dump.to_owned(),
+                feeder: None,
+            });
+        }
+        if jobs > 1 {
+            tracing::debug!(dump = %dump.display(), "one pg_restore job: a zstd dump reaches it on stdin");
+        }
+        let file = fs_err::File::open(dump).map_err(read_error)?;
+        let mut running = cmd.stdin_piped().spawn()?;
+        let stdin =
+            running.stdin.take().expect("stdin is piped").into_owned_fd().map_err(|source| {
+                ProcessError::Io { command: running.command().to_owned(), source }
+            })?;
+        let path = dump.to_owned();
+        let feeder = tokio::task::spawn_blocking(move || feed(file, &path, stdin, to_end));
+        Ok(Self { running, path: dump.to_owned(), feeder: Some(feeder) })
+    }
+
+    /// pg_restore's stdout (`--list`, `--file=-`), to read to its end before [`DumpReader::wait`].
+    pub fn take_stdout(&mut self) -> Option<tokio::process::ChildStdout> {
+        self.running.stdout.take()
+    }
+
+    /// Wait for pg_restore and the decompression. A dump that could not be decompressed is the error
+    /// even when pg_restore failed too: its failure then only follows from it.
+    pub async fn wait(self) -> Result<Finished, DumpReadError> {
+        let path = self.path.clone();
+        let feeder = async {
+            match self.feeder {
+                Some(task) => task.await.unwrap_or_else(|join| {
+                    Err(DumpReadError::Read { path, source: std::io::Error::other(join) })
+                }),
+                None => Ok(Fed::Whole),
+            }
+        };
+        let (fed, finished) = tokio::join!(feeder, self.running.wait());
+        match (fed?, finished) {
+            (_, Ok(finished)) => Ok(finished),
+            (Fed::Whole, Err(error)) => Err(error.into()),
+            (Fed::Stopped(rest), Err(error)) => {
+                let path = self.path.clone();
+                let drained = tokio::task::spawn_blocking(move || drain(rest, &path)).await;
+                match drained {
+                    Ok(Err(damaged)) => Err(damaged),
+                    _ => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    /// Run to completion; pg_restore's whole stdout.
+    pub async fn output(mut self) -> Result<Vec<u8>, DumpReadError> {
+        use tokio::io::AsyncReadExt;
+        let stdout = self.take_stdout();
+        let read = async {
+            let mut out = Vec::new();
+            if let Some(mut stdout) = stdout {
+                // A read error means pg_restore went away; its exit status says why.
+                let _ = stdout.read_to_end(&mut out).await;
+            }
+            out
+        };
+        let (out, finished) = tokio::join!(read, self.wait());
+        finished?;
+        Ok(out)
+    }
+}
+
+/// Decompress `file` (zstd) into pg_restore's stdin. pg_restore closing its end early is its own
+/// business (its exit status tells), after which the rest is decompressed only when `to_end`; a
+/// stream that does not decompress is an error of the dump.
+fn feed(
+    file: fs_err::File,
+    path: &Path,
+    stdin: std::os::fd::OwnedFd,
+    to_end: bool,
+) -> Result<Fed, DumpReadError> {
+    use std::io::{Read, Write};
+    let read_error = |source| DumpReadError::Read { path: path.to_owned(), source };
+    let mut decoder = ZstdReader::new(file).map_err(read_error)?;
+    let mut sink = std::fs::File::from(stdin);
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => return Ok(Fed::Whole),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_error(e)),
+        };
+        match sink.write_all(&buf[..n]) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe && to_end => {
+                drop(sink);
+                return drain(decoder, path).map(|()| Fed::Whole);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+                return Ok(Fed::Stopped(decoder))
+            }
+            Err(source) => {
+                return Err(DumpReadError::Program(ProcessError::Io {
+                    command: "pg_restore".into(),
+                    source,
+                }))
+            }
+        }
+    }
+}
+
+/// Decompress a zstd dump to its end, every frame's checksum checked, without running anything; a
+/// dump pg_dump compressed itself passes as it is (pg_restore reads it block by block). Blocking.
+pub fn check_whole(dump: &Path) -> Result<(), DumpReadError> {
+    let read_error = |source| DumpReadError::Read { path: dump.to_owned(), source };
+    if dump.is_dir() || !crate::archive::is_zstd_file(dump).map_err(read_error)? {
+        return Ok(());
+    }
+    let file = fs_err::File::open(dump).map_err(read_error)?;
+    drain(ZstdReader::new(file).map_err(read_error)?, dump)
+}
+
+/// Decompress the rest of a dump to nowhere, to find out whether it is whole.
+fn drain(mut rest: ZstdReader, path: &Path) -> Result<(), DumpReadError> {
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map(|_| ())
+        .map_err(|source| DumpReadError::Read { path: path.to_owned(), source })
 }
 
 /// Row count of one table, as the manifest records it.

@@ -2,7 +2,8 @@
 //!
 //! - `checksums`: the manifest's seal, then every component's size and SHA-256;
 //! - `structure`: plus `pg_restore --list` (the dump's table of contents names every table the manifest
-//!   counted), a full read of the dump by `pg_restore` (every compressed block decompresses), and every
+//!   counted), a full read of the dump by `pg_restore` (every compressed block decompresses; a zstd
+//!   dump is decompressed to its end, every frame's checksum checked), and every
 //!   archive entry read to its end with its path checked as extraction would;
 //! - `restore-test`: plus a restore into a scratch database whose row counts must equal the manifest's;
 //!   the scratch database is dropped whatever happens.
@@ -15,7 +16,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::pg::{self, PgTools, TableCount};
+use super::pg::{self, DumpReader, PgTools, TableCount};
 use super::{
     database_target, directory_digest, error_chain, format, BackupError, Component, ComponentKind,
     Manifest, ManifestError, Progress, VerifyLevel,
@@ -339,8 +340,10 @@ fn check_dir(component: &Component, dir: &Path) -> Check {
 /// `pg_restore --list` names every counted table, and `pg_restore` reads the whole dump.
 async fn check_dump(tools: &PgTools, path: &Path, manifest: &Manifest) -> Check {
     let name = ComponentKind::Database.as_str();
-    let list = match tools.cmd("pg_restore").arg("--list").arg(path).output().await {
-        Ok(out) => out.stdout_text(),
+    let list =
+        async { DumpReader::spawn(tools.cmd("pg_restore").arg("--list"), path, 1)?.output().await };
+    let list = match list.await {
+        Ok(out) => String::from_utf8_lossy(&out).into_owned(),
         Err(error) => {
             return Check::fail(name, format!("pg_restore --list failed: {}", error_chain(&error)))
         }
@@ -355,7 +358,13 @@ async fn check_dump(tools: &PgTools, path: &Path, manifest: &Manifest) -> Check 
             );
         }
     }
-    if let Err(error) = tools.cmd("pg_restore").arg("--file=/dev/null").arg(path).output().await {
+    // For a zstd dump, this also decompresses every frame and checks its checksum.
+    let read = async {
+        DumpReader::spawn_to_end(tools.cmd("pg_restore").arg("--file=/dev/null"), path)?
+            .wait()
+            .await
+    };
+    if let Err(error) = read.await {
         return Check::fail(
             name,
             format!("the dump cannot be read to its end: {}", error_chain(&error)),
@@ -385,13 +394,13 @@ async fn restore_test(
     }
     let scratch = Scratch::create(cfg, &target).await?;
     let outcome = async {
-        let restore = tools
+        let cmd = tools
             .connect_cmd("pg_restore", &scratch.target)
-            .arg(format!("--jobs={}", cfg.backup.jobs.max(1)))
             .arg("--exit-on-error")
-            .arg(dump)
             .timeout(cfg.backup.timeout.get());
-        if let Err(error) = restore.run().await {
+        let restore =
+            async { DumpReader::spawn(cmd, dump, cfg.backup.jobs.max(1))?.output().await };
+        if let Err(error) = restore.await {
             return Ok(Check::fail(
                 "restore-test",
                 format!("pg_restore failed: {}", error_chain(&error)),

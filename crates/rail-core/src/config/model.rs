@@ -248,21 +248,26 @@ impl Default for DeployConfig {
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum DumpFormat {
-    /// `pg_dump --format=custom` into `database.dump`.
+    /// `pg_dump --format=custom` into `database.dump.zst` (`database.dump` with gzip compression).
     #[default]
     Custom,
-    /// `pg_dump --format=directory --jobs N` into `database/`.
+    /// `pg_dump --format=directory --jobs N` into `database/`, compressed by pg_dump itself (gzip at
+    /// `compression_level`) whatever `compression` says.
     Directory,
 }
 
-/// Compression of the static and media archives.
+/// Compression of the custom-format database dump and of the static and media archives.
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
 pub enum Compression {
-    #[default]
+    /// pg_dump's own gzip for the dump (`database.dump`) and gzip archives (`.tar.gz`), at
+    /// `compression_level`: what sets written before zstd became the default use.
     Gzip,
+    /// `pg_dump --compress=0` through zstd (`database.dump.zst`) and zstd archives (`.tar.zst`), level
+    /// 3 on two threads: several times faster than gzip at about the same size.
+    #[default]
     Zstd,
 }
 
@@ -302,6 +307,8 @@ pub struct BackupConfig {
     /// Parallel jobs of pg_dump (directory format) and pg_restore.
     pub jobs: u32,
     pub compression: Compression,
+    /// gzip level (1–9) with `compression = "gzip"`, and of pg_dump's own compression in directory
+    /// format; zstd always runs at its level 3.
     pub compression_level: u32,
     pub include_static: bool,
     pub include_media: bool,

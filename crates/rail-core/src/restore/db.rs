@@ -12,7 +12,9 @@ use super::{
     maintenance, query_error, DbOutcome, Leftover, LeftoverKind, RestoreError, RestoreOptions,
 };
 use crate::backup::contents;
-use crate::backup::pg::{self, check_identifier, quote_literal, PgTools};
+use crate::backup::pg::{
+    self, check_identifier, quote_literal, DumpReadError, DumpReader, PgTools,
+};
 use crate::backup::{BackupError, BackupSet, ComponentKind, SetKind};
 use crate::config::{Config, RestoreStrategy};
 use crate::db::{quote_ident, DbTarget};
@@ -67,6 +69,15 @@ pub(super) async fn prepare(
     let source = source_of(set)?;
     preflight(cfg, tools, target, set, &source, opts).await?;
     if opts.strategy == RestoreStrategy::InPlace {
+        // psql commits when pg_restore's output ends, and a zstd stream proves whole only at its
+        // last checksum: in place, where nothing is kept to go back to, it is read whole first.
+        if let DumpSource::Archive(path) = &source {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || pg::check_whole(&path))
+                .await
+                .map_err(|source| RestoreError::Task { source })?
+                .map_err(|e| dump_error(e, "pg_restore"))?;
+        }
         return Ok(PreparedDb::InPlace { source });
     }
     let live = target.dbname();
@@ -162,20 +173,28 @@ async fn load(
     opts.progress.begin(task, None);
     // Commits of a restore need not wait for the disk one by one: the switch's own commit is synchronous
     // and makes everything before it durable.
-    let cmd = match source {
-        DumpSource::Archive(path) => tools
-            .connect_cmd("pg_restore", into)
-            .arg(format!("--jobs={}", opts.jobs.max(1)))
-            .arg("--exit-on-error")
-            .arg(path),
-        DumpSource::Sql(path) => tools.psql_file(into, path),
-    };
-    let program = if matches!(source, DumpSource::Archive(_)) { "pg_restore" } else { "psql" };
-    cmd.env("PGOPTIONS", "-c synchronous_commit=off")
-        .timeout(cfg.backup.timeout.get())
-        .run()
-        .await
-        .map_err(|source| RestoreError::Program { action: program, source })?;
+    let timeout = cfg.backup.timeout.get();
+    match source {
+        DumpSource::Archive(path) => {
+            let cmd = tools
+                .connect_cmd("pg_restore", into)
+                .arg("--exit-on-error")
+                .env("PGOPTIONS", "-c synchronous_commit=off")
+                .timeout(timeout);
+            DumpReader::spawn(cmd, path, opts.jobs.max(1))
+                .map_err(|e| dump_error(e, "pg_restore"))?
+                .output()
+                .await
+                .map_err(|e| dump_error(e, "pg_restore"))?;
+        }
+        DumpSource::Sql(path) => tools
+            .psql_file(into, path)
+            .env("PGOPTIONS", "-c synchronous_commit=off")
+            .timeout(timeout)
+            .run()
+            .await
+            .map_err(|source| RestoreError::Program { action: "psql", source })?,
+    }
     opts.progress.end(task, "restored");
     Ok(())
 }
@@ -484,16 +503,17 @@ async fn in_place(
         .map_err(|source| io(source, "psql"))?;
     let (feed, producer) = match source {
         DumpSource::Archive(path) => {
-            let mut running = tools
+            // One transaction in the script too: without it pg_restore wraps large objects in a
+            // BEGIN/COMMIT of their own, which would commit psql's transaction half-way.
+            let cmd = tools
                 .cmd("pg_restore")
+                .arg("--single-transaction")
                 .arg("--file=-")
-                .arg(path)
-                .timeout(timeout)
-                .spawn()
-                .map_err(failed("pg_restore"))?;
+                .timeout(timeout);
+            let mut running =
+                DumpReader::spawn(cmd, path, 1).map_err(|e| dump_error(e, "pg_restore"))?;
             let stdout = running
-                .stdout
-                .take()
+                .take_stdout()
                 .expect("stdout is piped")
                 .into_owned_fd()
                 .map_err(|source| io(source, "pg_restore"))?;
@@ -501,46 +521,75 @@ async fn in_place(
         }
         DumpSource::Sql(path) => (Feed::File(path.clone()), None),
     };
-    let copy = tokio::task::spawn_blocking(move || feed_psql(&preamble, feed, stdin));
+    let copy = tokio::task::spawn_blocking(move || {
+        let mut sink = std::fs::File::from(stdin);
+        let written = feed_psql(&preamble, feed, &mut sink);
+        (sink, written)
+    });
     let producer_done = async {
         match producer {
-            Some(running) => running.wait().await.map(|_| ()).map_err(failed("pg_restore")),
+            Some(running) => {
+                running.wait().await.map(|_| ()).map_err(|e| dump_error(e, "pg_restore"))
+            }
             None => Ok(()),
         }
     };
-    let (copy_result, restored, replayed) = tokio::join!(copy, producer_done, psql.wait());
-    // psql's own error says most: a failed statement, a lock timeout.
-    replayed.map_err(failed("psql"))?;
-    restored?;
-    copy_result
-        .map_err(|source| RestoreError::Task { source })?
-        .map_err(|source| io(source, "psql"))?;
+    let (copied, restored) = tokio::join!(copy, producer_done);
+    let (sink, written) = copied.map_err(|source| RestoreError::Task { source })?;
+    if written.is_ok() && restored.is_ok() {
+        // The end of its input: psql commits.
+        drop(sink);
+        psql.wait().await.map_err(failed("psql"))?;
+    } else {
+        // psql must not see the end of its input, which would commit what it got so far (pg_restore
+        // may have died half-way). If psql stopped by itself (a failed statement, a lock timeout),
+        // its error says most; if it still waits for input, it is stopped, and its transaction ends
+        // with its connection.
+        let replayed = tokio::time::timeout(PSQL_SETTLE, psql.wait()).await;
+        drop(sink);
+        if let Ok(Err(error)) = replayed {
+            return Err(failed("psql")(error));
+        }
+        restored?;
+        written.map_err(|source| io(source, "psql"))?;
+    }
     opts.progress.end(task, "restored in place");
     Ok(())
 }
+
+/// How long an in-place restore whose input failed waits for psql to report its own failure before
+/// stopping it.
+const PSQL_SETTLE: Duration = Duration::from_secs(2);
 
 enum Feed {
     Fd(OwnedFd),
     File(PathBuf),
 }
 
+fn dump_error(error: DumpReadError, program: &'static str) -> RestoreError {
+    match error {
+        DumpReadError::Program(source) => RestoreError::Program { action: program, source },
+        DumpReadError::Read { path, source } => RestoreError::DumpRead { path, source },
+    }
+}
+
 fn io(source: std::io::Error, program: &str) -> RestoreError {
     RestoreError::Io { path: PathBuf::from(program), source }
 }
 
-/// Write the preamble, then the dump's SQL, to psql's stdin; closing it ends psql's input.
-fn feed_psql(preamble: &str, feed: Feed, stdin: OwnedFd) -> std::io::Result<()> {
+/// Write the preamble, then the dump's SQL, to psql's stdin; the caller closes it (ending psql's
+/// input, so committing) once it knows the dump was read whole.
+fn feed_psql(preamble: &str, feed: Feed, sink: &mut std::fs::File) -> std::io::Result<()> {
     use std::io::Write;
-    let mut sink = std::fs::File::from(stdin);
     sink.write_all(preamble.as_bytes())?;
     match feed {
         Feed::Fd(fd) => {
             let mut source = std::fs::File::from(fd);
-            std::io::copy(&mut source, &mut sink)?;
+            std::io::copy(&mut source, sink)?;
         }
         Feed::File(path) => {
             let mut source = fs_err::File::open(path)?;
-            std::io::copy(&mut source, &mut sink)?;
+            std::io::copy(&mut source, sink)?;
         }
     }
     sink.flush()

@@ -78,6 +78,12 @@ pub enum RestoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("cannot read the dump {} (damaged?)", path.display())]
+    DumpRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "database name `{name}` would exceed PostgreSQL's 63 bytes; use the in-place strategy"
     )]

@@ -18,15 +18,15 @@ fn every_kind_of_damage_is_named_and_refused() {
     let env = Env::new();
     env.backup("good");
     let cases: Vec<(&str, &str, Damage)> = vec![
-        ("flipped-db", "database", |set| flip_bit(&set.join("database.dump"))),
-        ("flipped-static", "static", |set| flip_bit(&set.join("static.tar.gz"))),
-        ("flipped-media", "media", |set| flip_bit(&set.join("media.tar.gz"))),
+        ("flipped-db", "database", |set| flip_bit(&set.join("database.dump.zst"))),
+        ("flipped-static", "static", |set| flip_bit(&set.join("static.tar.zst"))),
+        ("flipped-media", "media", |set| flip_bit(&set.join("media.tar.zst"))),
         ("truncated-db", "database", |set| {
-            let path = set.join("database.dump");
+            let path = set.join("database.dump.zst");
             let len = fs_err::metadata(&path).unwrap().len();
             fs_err::OpenOptions::new().write(true).open(&path).unwrap().set_len(len / 2).unwrap();
         }),
-        ("missing-media", "media", |set| fs_err::remove_file(set.join("media.tar.gz")).unwrap()),
+        ("missing-media", "media", |set| fs_err::remove_file(set.join("media.tar.zst")).unwrap()),
         ("edited-manifest", "manifest", |set| {
             let path = set.join(MANIFEST_FILE);
             let text = fs_err::read_to_string(&path)

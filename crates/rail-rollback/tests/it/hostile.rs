@@ -27,15 +27,18 @@ fn evil_tar(name: &[u8], kind: tar::EntryType, link: &[u8], data: &[u8]) -> Vec<
     gz.finish().unwrap()
 }
 
-/// Replace the static archive of `set` and reseal its manifest, so that only the archive's content
-/// can give it away.
+/// Replace the static archive of `set` with a gzip one and reseal its manifest, so that only the
+/// archive's content can give it away.
 fn plant(env: &Env, set: &str, archive: &[u8]) {
     let dir = env.set_dir(set);
-    fs_err::write(dir.join("static.tar.gz"), archive).unwrap();
     let mut manifest = Manifest::read(&dir, set, true).unwrap();
     let component =
         manifest.components.iter_mut().find(|c| c.name == ComponentKind::Static).unwrap();
+    fs_err::remove_file(dir.join(&component.file)).unwrap();
+    fs_err::write(dir.join("static.tar.gz"), archive).unwrap();
     let digest = rail_core::archive::hash_file(&dir.join("static.tar.gz")).unwrap();
+    "static.tar.gz".clone_into(&mut component.file);
+    rail_core::backup::format::TAR_GZIP.clone_into(&mut component.format);
     component.size = digest.size;
     component.sha256 = digest.sha256;
     component.entries = Some(1);
@@ -138,15 +141,28 @@ fn plant_hostile_dump(env: &Env, set: &str, marker: &Path) {
     // The planted code does run when PostgreSQL executes it: its absence later means it never ran.
     // (`cat` reads what COPY writes; a program that exits at once would make COPY fail now and then.)
     assert!(marker.exists(), "the planted index did not run its program at creation");
+    // Written as rail writes its dumps (custom format through zstd), where the manifest says.
     let dump = Stack::get().pg_bin("pg_dump");
     let dir = env.set_dir(set);
+    let file = Manifest::read(&dir, set, true)
+        .unwrap()
+        .component(ComponentKind::Database)
+        .unwrap()
+        .file
+        .clone();
+    assert_eq!(file, "database.dump.zst");
+    let raw = env.dir.join("planted.dump");
     let out = cmd(dump)
-        .args(["--format=custom", "--file"])
-        .arg(dir.join("database.dump"))
+        .args(["--format=custom", "--compress=0", "--file"])
+        .arg(&raw)
         .arg("--dbname")
         .arg(Stack::get().admin_url_for(env.db.name()))
         .run();
     out.assert_success();
+    let mut encoder =
+        rail_core::archive::zstd_encoder(fs_err::File::create(dir.join(&file)).unwrap()).unwrap();
+    encoder.write_all(&fs_err::read(&raw).unwrap()).unwrap();
+    encoder.finish().unwrap();
     // The live database is the app's again; the planted objects live only in the dump.
     env.db.admin_execute(
         "DROP EVENT TRIGGER boom; DROP FUNCTION boom(); DROP TABLE planted; DROP FUNCTION evil(int);
@@ -156,7 +172,7 @@ fn plant_hostile_dump(env: &Env, set: &str, marker: &Path) {
     let mut manifest = Manifest::read(&dir, set, true).unwrap();
     let component =
         manifest.components.iter_mut().find(|c| c.name == ComponentKind::Database).unwrap();
-    let digest = rail_core::archive::hash_file(&dir.join("database.dump")).unwrap();
+    let digest = rail_core::archive::hash_file(&dir.join(&file)).unwrap();
     component.size = digest.size;
     component.sha256 = digest.sha256;
     fs_err::remove_file(dir.join(MANIFEST_FILE)).unwrap();

@@ -58,7 +58,7 @@ fn prune_keeps_the_newest_verified_set() {
         std::thread::sleep(std::time::Duration::from_millis(1100));
     }
     // The newest set is damaged: the newest verified one (b) is kept even beyond keep_last.
-    let dump = env.set_dir("c").join("database.dump");
+    let dump = env.set_dir("c").join("database.dump.zst");
     let mut bytes = fs_err::read(&dump).unwrap();
     bytes[100] ^= 1;
     fs_err::write(&dump, bytes).unwrap();
