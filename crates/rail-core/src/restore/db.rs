@@ -181,7 +181,17 @@ async fn load(
                 .arg("--exit-on-error")
                 .env("PGOPTIONS", "-c synchronous_commit=off")
                 .timeout(timeout);
-            DumpReader::spawn(cmd, path, opts.jobs.max(1))
+            // pg_restore runs jobs only on a file it can seek in: a zstd dump is decompressed beside
+            // the sets first when there is room for it, else it is streamed to one job.
+            let parallel = match opts.jobs {
+                0 | 1 => None,
+                jobs => ParallelCopy::make(cfg, path).await?.map(|copy| (copy, jobs)),
+            };
+            let (file, jobs) = match &parallel {
+                Some((copy, jobs)) => (copy.path.as_path(), *jobs),
+                None => (path.as_path(), opts.jobs.max(1)),
+            };
+            DumpReader::spawn(cmd, file, jobs)
                 .map_err(|e| dump_error(e, "pg_restore"))?
                 .output()
                 .await
@@ -197,6 +207,74 @@ async fn load(
     }
     opts.progress.end(task, "restored");
     Ok(())
+}
+
+/// An uncompressed copy of a zstd dump, for `pg_restore --jobs`; removed when dropped.
+struct ParallelCopy {
+    path: PathBuf,
+}
+
+/// Prefix of the copies, hidden in the backup directory (listing and pruning pass over plain files).
+const PARALLEL_COPY_PREFIX: &str = ".rail-restore-";
+
+impl ParallelCopy {
+    /// The copy of `dump` when it is zstd and the backup directory has room for it (four times the
+    /// compressed size, on top of `backup.min_free_space`); `None` otherwise.
+    async fn make(cfg: &Config, dump: &std::path::Path) -> Result<Option<Self>, RestoreError> {
+        use crate::store::BackupStore as _;
+        let read = |source| RestoreError::DumpRead { path: dump.to_owned(), source };
+        if dump.is_dir() || !crate::archive::is_zstd_file(dump).map_err(read)? {
+            return Ok(None);
+        }
+        let dir = cfg.backup.directory.clone();
+        remove_stale_copies(&dir);
+        let size = fs_err::metadata(dump).map_err(read)?.len();
+        let free = crate::backup::store(cfg).free_space().unwrap_or(0);
+        if free < size.saturating_mul(4) + cfg.backup.min_free_space.bytes() {
+            tracing::info!(dump = %dump.display(), "not enough room to decompress the dump: one pg_restore job");
+            return Ok(None);
+        }
+        let copy =
+            Self { path: dir.join(format!("{PARALLEL_COPY_PREFIX}{}.dump", std::process::id())) };
+        let (from, to) = (dump.to_owned(), copy.path.clone());
+        let copied = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let input = std::io::BufReader::new(fs_err::File::open(&from)?);
+            let mut output =
+                crate::archive::create_private_file(&to).map_err(std::io::Error::other)?;
+            // Every frame's checksum is checked on the way.
+            zstd::stream::copy_decode(input, &mut output)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| read(std::io::Error::other(e)))?;
+        copied.map_err(read)?;
+        Ok(Some(copy))
+    }
+}
+
+impl Drop for ParallelCopy {
+    fn drop(&mut self) {
+        let _ = fs_err::remove_file(&self.path);
+    }
+}
+
+/// Remove the copies that runs which no longer exist left behind (a killed restore).
+fn remove_stale_copies(dir: &std::path::Path) {
+    let Ok(entries) = fs_err::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PARALLEL_COPY_PREFIX)
+            .and_then(|rest| rest.strip_suffix(".dump"))
+            .and_then(|pid| pid.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = fs_err::remove_file(entry.path());
+        }
+    }
 }
 
 /// Give `to` the database-level settings, privileges, connection limit and comment `from` has now.

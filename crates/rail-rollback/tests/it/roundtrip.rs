@@ -28,6 +28,13 @@ fn round_trip(env: &Env, extra_args: &[&str]) {
 fn swap_restore_is_exact() {
     let env = Env::new();
     round_trip(&env, &[]);
+    // The uncompressed copy that let pg_restore run jobs is gone.
+    let copies: Vec<_> = fs_err::read_dir(env.backups())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".rail-restore-"))
+        .collect();
+    assert!(copies.is_empty(), "{copies:?}");
     // The replaced database and directories are kept beside the live ones.
     let kept = env.leftover_databases();
     assert_eq!(kept.len(), 1, "{kept:?}");
