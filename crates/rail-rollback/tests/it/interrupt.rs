@@ -12,11 +12,16 @@ fn a_killed_backup_leaves_no_restorable_set() {
     env.make_media_slow(48);
     let mut running = env.spawn(&["backup", "--name", "killed"]);
     let partial = env.backups().join(".partial-killed");
+    // Killed as soon as the media archive is being written (zstd takes 48 MB in about 0.1 s).
+    let writing_media = || {
+        fs_err::read_dir(&partial).is_ok_and(|d| {
+            d.flatten().any(|e| e.file_name().to_string_lossy().starts_with("media"))
+        })
+    };
     assert!(
-        Env::wait_for(|| partial.exists(), Duration::from_secs(60)),
+        Env::wait_for(writing_media, Duration::from_secs(60)),
         "the partial set never appeared"
     );
-    std::thread::sleep(Duration::from_millis(200));
     running.kill();
     let out = running.wait();
     assert_eq!(out.signal, Some(9), "{}", out.describe());
