@@ -303,29 +303,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             ),
         )?;
     }
-    let median = |ms: &[Measure], f: fn(&Measure) -> f64| {
-        let mut v: Vec<f64> = ms.iter().map(f).collect();
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let secs = |m: &Measure| m.secs;
     let bytes = |m: &Measure| m.bytes as f64;
-    let rss = |m: &Measure| m.rss_kib as f64;
-    let (bb, rb) = (median(&base_backup, secs), median(&rail_backup, secs));
     let (bs, rs) = (median(&base_backup, bytes), median(&rail_backup, bytes));
-    let (br, rr) = (median(&base_restore, secs), median(&rail_restore, secs));
-    let peak_backup = rail_backup.iter().map(|m| m.rss_kib).max().unwrap_or(0);
-    let peak_restore = rail_restore.iter().map(|m| m.rss_kib).max().unwrap_or(0);
-    let verdict = |ok: bool| if ok { "ok" } else { "MISSED" };
     let lines = [
         format!("medians of {rounds} rounds          baseline      rail   ratio   target"),
-        format!(
-            "backup wall time             {:>8.1} s {:>7.1} s   {:.2}   <= 0.35  {}",
-            bb,
-            rb,
-            rb / bb,
-            verdict(rb / bb <= 0.35)
-        ),
+        time_row("backup wall time", &base_backup, &rail_backup, 0.35),
         format!(
             "backup total size            {:>10} {:>9}   {:.2}   <= 1.00  {}",
             mb(bs as u64),
@@ -333,51 +315,17 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             rs / bs,
             verdict(rs <= bs)
         ),
-        format!(
-            "restore wall time (db, swap) {:>8.1} s {:>7.1} s   {:.2}   <= 0.80  {}",
-            br,
-            rr,
-            rr / br,
-            verdict(rr / br <= 0.8)
-        ),
-        format!(
-            "peak RSS rollback backup                {:>9}          <= 64 MiB {}",
-            mib(peak_backup),
-            verdict(peak_backup <= 64 * 1024)
-        ),
-        format!(
-            "peak RSS rollback rollback              {:>9}          <= 64 MiB {}",
-            mib(peak_restore),
-            verdict(peak_restore <= 64 * 1024)
-        ),
-        format!(
-            "backup + upload              {:>8.1} s {:>7.1} s   {:.2}   <= 0.60  {}",
-            median(&base_up, secs),
-            median(&rail_up, secs),
-            median(&rail_up, secs) / median(&base_up, secs),
-            verdict(median(&rail_up, secs) / median(&base_up, secs) <= 0.6)
-        ),
-        format!(
-            "download + restore (all)     {:>8.1} s {:>7.1} s   {:.2}   <= 0.70  {}",
-            median(&base_down, secs),
-            median(&rail_down, secs),
-            median(&rail_down, secs) / median(&base_down, secs),
-            verdict(median(&rail_down, secs) / median(&base_down, secs) <= 0.7)
-        ),
-        format!(
-            "peak RSS rollback push                  {:>9}          <= 64 MiB {}",
-            mib(rail_up.iter().map(|m| m.rss_kib).max().unwrap_or(0)),
-            verdict(rail_up.iter().all(|m| m.rss_kib <= 64 * 1024))
-        ),
-        format!(
-            "peak RSS pull, then rollback            {:>9}          <= 64 MiB {}",
-            mib(rail_down.iter().map(|m| m.rss_kib).max().unwrap_or(0)),
-            verdict(rail_down.iter().all(|m| m.rss_kib <= 64 * 1024))
-        ),
+        time_row("restore wall time (db, swap)", &base_restore, &rail_restore, 0.8),
+        time_row("backup + upload", &base_up, &rail_up, 0.6),
+        time_row("download + restore (all)", &base_down, &rail_down, 0.7),
+        rss_row("rollback backup", &rail_backup),
+        rss_row("rollback rollback", &rail_restore),
+        rss_row("rollback push", &rail_up),
+        rss_row("pull, then rollback", &rail_down),
         format!(
             "(median RSS: backup {}, restore {})",
-            mib(median(&rail_backup, rss) as u64),
-            mib(median(&rail_restore, rss) as u64)
+            mib(median(&rail_backup, |m| m.rss_kib as f64) as u64),
+            mib(median(&rail_restore, |m| m.rss_kib as f64) as u64)
         ),
     ];
     util::stdout_line("");
@@ -391,6 +339,40 @@ struct Measure {
     secs: f64,
     bytes: u64,
     rss_kib: u64,
+}
+
+fn median(ms: &[Measure], f: fn(&Measure) -> f64) -> f64 {
+    let mut v: Vec<f64> = ms.iter().map(f).collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "ok"
+    } else {
+        "MISSED"
+    }
+}
+
+/// A report line: the median wall times of both sides, their ratio and the target.
+fn time_row(label: &str, base: &[Measure], rail: &[Measure], target: f64) -> String {
+    let (b, r) = (median(base, |m| m.secs), median(rail, |m| m.secs));
+    format!(
+        "{label:<28} {b:>8.1} s {r:>7.1} s   {:.2}   <= {target:.2}  {}",
+        r / b,
+        verdict(r / b <= target)
+    )
+}
+
+/// A report line: rail's peak RSS over the rounds against the 64 MiB budget.
+fn rss_row(label: &str, rail: &[Measure]) -> String {
+    let peak = rail.iter().map(|m| m.rss_kib).max().unwrap_or(0);
+    format!(
+        "peak RSS {label:<30} {:>9}          <= 64 MiB {}",
+        mib(peak),
+        verdict(peak <= 64 * 1024)
+    )
 }
 
 /// A measure of one side of a comparison: its name, how to take it, where it goes.
