@@ -85,6 +85,8 @@ pub(crate) fn translate(kind: JsonKind, root: Map<String, Value>) -> Map<String,
                     out.insert(key, value);
                 }
             }
+            // The older tools always opened the maintenance window: a file of theirs keeps doing so.
+            deploy.entry("strategy").or_insert_with(|| Value::String("maintenance".into()));
             out.insert("deploy".into(), Value::Object(deploy));
             out
         }

@@ -202,6 +202,79 @@ pub struct DeployConfig {
     pub test_timeout: HumanDuration,
     /// Activate this schema version (or, with `capture`, a freshly captured one) after the deploy.
     pub activate_schema: bool,
+    /// How the deploy meets the running site: `auto` reads every pending migration's SQL and deploys
+    /// without a maintenance window when the running release survives all of them, `online` refuses a
+    /// deploy that would need the window, `maintenance` always opens it. The older JSON files keep
+    /// `maintenance`.
+    pub strategy: DeployStrategy,
+    /// The online strategy's limits and the migration analysis (`docs/migrations.md`).
+    pub online: OnlineConfig,
+    /// Argument vector that prints a migration's SQL; `{app}` and `{migration}` are replaced.
+    pub sqlmigrate_command: Vec<String>,
+}
+
+/// How a deploy meets the running site.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployStrategy {
+    /// Online when every pending migration is `online` and none is a lock risk; else the window.
+    #[default]
+    Auto,
+    /// No maintenance window; a deploy whose migrations need one is refused in the pre-checks.
+    Online,
+    /// Always the maintenance window (the older tools' behaviour).
+    Maintenance,
+}
+
+/// What an online deploy does with its migrations when a later step fails.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnlineFailure {
+    /// Keep the expanded schema: online migrations leave it usable by the previous release.
+    #[default]
+    KeepSchema,
+    /// Run each app's migrations back to where they were (`migrate APP PREVIOUS`).
+    ReverseMigrations,
+}
+
+/// `[deploy.online]`: the online strategy.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+#[schemars(deny_unknown_fields)]
+pub struct OnlineConfig {
+    /// Tables with more rows than this (`pg_class.reltuples`) make a statement that locks them for a
+    /// time proportional to their size a `lock-risk`.
+    pub lock_risk_rows: u64,
+    /// PostgreSQL `lock_timeout` of an online deploy's migrations, so that a migration waiting for a
+    /// lock never queues the site's queries behind it.
+    pub lock_timeout: HumanDuration,
+    /// How many times a migration that hit `lock_timeout` is tried again (with a growing pause).
+    pub lock_retries: u32,
+    /// Migrations (`app.name`) their author vouches for: taken as `online` whatever the analysis sees.
+    pub assume_safe: Vec<String>,
+    /// After an online deploy's migration, a failing step hands the site back to the previous release
+    /// and then keeps the schema or reverses the migrations; the backup is never restored (it would
+    /// drop the writes made since).
+    pub on_failure: OnlineFailure,
+    /// How many `sqlmigrate` commands run at once in the pre-checks.
+    pub analysis_jobs: usize,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        Self {
+            lock_risk_rows: 100_000,
+            lock_timeout: HumanDuration::from_secs(2),
+            lock_retries: 5,
+            assume_safe: Vec::new(),
+            on_failure: OnlineFailure::default(),
+            analysis_jobs: 4,
+        }
+    }
 }
 
 impl Default for DeployConfig {
@@ -238,6 +311,9 @@ impl Default for DeployConfig {
             collectstatic_timeout: HumanDuration::from_secs(10 * 60),
             test_timeout: HumanDuration::from_secs(30 * 60),
             activate_schema: false,
+            strategy: DeployStrategy::default(),
+            online: OnlineConfig::default(),
+            sqlmigrate_command: manage(&["sqlmigrate", "{app}", "{migration}"]),
         }
     }
 }
@@ -520,6 +596,23 @@ pub struct ReleasesBackend {
     pub stop: Vec<String>,
     /// Optional URL that must answer 2xx before a start counts as done (e.g. the app's health URL).
     pub ready_url: String,
+    /// How a restart replaces the running app: `gunicorn` hands the listening socket to the new release
+    /// with gunicorn's own USR2/WINCH/TERM sequence (no request is refused, and a release that does not
+    /// boot leaves the old one serving); `stop-start` stops the old app, then starts the new one; `auto`
+    /// is `gunicorn` when the running app is gunicorn started with `--chdir {current}`, else `stop-start`.
+    pub handover: Handover,
+}
+
+/// How the `releases` backend replaces a running app.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Handover {
+    #[default]
+    Auto,
+    Gunicorn,
+    StopStart,
 }
 
 /// `docker compose -f FILE -p PROJECT …`.

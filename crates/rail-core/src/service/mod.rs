@@ -109,6 +109,8 @@ pub enum ServiceError {
     ForeignProcess { path: PathBuf, pid: i32, root: PathBuf },
     #[error("unexpected output from `{command}`: {detail}")]
     Output { command: String, detail: String },
+    #[error("release `{version}` did not take over from the running app: {reason}; the previous release keeps serving")]
+    HandoverFailed { version: String, reason: String },
 }
 
 /// How a service is doing.

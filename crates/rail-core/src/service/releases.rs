@@ -19,7 +19,7 @@ use super::{
     cmd_from, substitute, validate_version, Action, ServiceController, ServiceError, ServiceState,
     ServiceStatus,
 };
-use crate::config::Config;
+use crate::config::{Config, Handover};
 use crate::process::Cmd;
 use crate::secret::Secret;
 
@@ -45,6 +45,7 @@ pub struct ReleasesController {
     env: BTreeMap<String, String>,
     start_timeout: Duration,
     stop_timeout: Duration,
+    handover: Handover,
 }
 
 impl std::fmt::Debug for ReleasesController {
@@ -88,6 +89,7 @@ impl ReleasesController {
             env: config.app.env.clone(),
             start_timeout: config.services.start_timeout.get(),
             stop_timeout: config.services.stop_timeout.get(),
+            handover: r.handover,
         })
     }
 
@@ -292,6 +294,7 @@ impl ReleasesController {
     }
 
     async fn stop_app(&self) -> Result<(), ServiceError> {
+        self.repair_handover().await?;
         let Some(pid) = self.running_pid()? else {
             tracing::info!(pid_file = %self.pid_file.display(), "the app is not running");
             return Ok(());
@@ -417,6 +420,284 @@ impl ReleasesController {
     }
 }
 
+/// gunicorn's pid files during a handover: the old master renames its own to `<pid file>.oldbin`, the new
+/// one writes `<pid file>.2` until the old one is gone, then renames it to the pid file.
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+fn read_pid_at(path: &Path) -> Option<i32> {
+    fs_err::read_to_string(path).ok()?.trim().parse::<i32>().ok().filter(|pid| *pid > 1)
+}
+
+fn cmdline(pid: i32) -> Vec<String> {
+    fs_err::read(format!("/proc/{pid}/cmdline"))
+        .map(|raw| {
+            raw.split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The live children of `pid` (gunicorn's workers, for a master).
+fn children(pid: i32) -> Vec<i32> {
+    let path = format!("/proc/{pid}/task/{pid}/children");
+    fs_err::read_to_string(path)
+        .map(|text| {
+            text.split_whitespace().filter_map(|p| p.parse().ok()).filter(|p| alive(*p)).collect()
+        })
+        .unwrap_or_default()
+}
+
+impl ReleasesController {
+    /// Whether the running app `pid` can hand its socket over: a gunicorn master that chdirs into the
+    /// `current` link, so that the master it re-executes loads the release `current` points at.
+    fn gunicorn_handover_possible(&self, pid: i32) -> Result<(), String> {
+        let argv = cmdline(pid);
+        let is_gunicorn = argv.iter().take(3).any(|a| {
+            Path::new(a).file_name().is_some_and(|n| n.to_string_lossy().starts_with("gunicorn"))
+        });
+        if !is_gunicorn {
+            return Err(format!("process {pid} is not gunicorn"));
+        }
+        let link = self.current_link();
+        let chdir = argv.iter().enumerate().find_map(|(i, a)| {
+            if a == "--chdir" {
+                argv.get(i + 1).cloned()
+            } else {
+                a.strip_prefix("--chdir=").map(str::to_owned)
+            }
+        });
+        match chdir {
+            Some(dir) if absolute(Path::new(&dir)) == link => Ok(()),
+            Some(dir) => Err(format!(
+                "gunicorn {pid} runs with --chdir {dir}, not {}: its re-executed master would load the old code",
+                link.display()
+            )),
+            None => Err(format!(
+                "gunicorn {pid} was started without --chdir {}: its re-executed master would load the old code",
+                link.display()
+            )),
+        }
+    }
+
+    /// Whether a restart of the running app `pid` uses gunicorn's handover; why not, when it does not.
+    fn use_handover(&self, pid: i32) -> Result<bool, ServiceError> {
+        match self.handover {
+            Handover::StopStart => Ok(false),
+            Handover::Auto => match self.gunicorn_handover_possible(pid) {
+                Ok(()) => Ok(true),
+                Err(why) => {
+                    tracing::info!("restarting by stop and start: {why}");
+                    Ok(false)
+                }
+            },
+            Handover::Gunicorn => self
+                .gunicorn_handover_possible(pid)
+                .map(|()| true)
+                .map_err(|reason| ServiceError::HandoverFailed { version: String::new(), reason }),
+        }
+    }
+
+    /// Hand the listening socket from the running gunicorn master `old` to a new master on `version`:
+    /// `current` is switched, USR2 makes `old` start a new master on the same socket, and only once the
+    /// new master's workers run and the ready URL answers through them is `old` told to stop (WINCH
+    /// stops its workers, TERM the master). A new master that dies or never gets ready is stopped, the
+    /// link switched back and `old`'s workers started again (HUP): connections wait in the socket's
+    /// queue meanwhile, none is refused.
+    async fn gunicorn_handover(&self, old: i32, version: &str) -> Result<(), ServiceError> {
+        let started = Instant::now();
+        let previous = self.current()?;
+        self.set_version(version)?;
+        let fail =
+            |reason: String| ServiceError::HandoverFailed { version: version.to_owned(), reason };
+        kill(Pid::from_raw(old), Signal::SIGUSR2)
+            .map_err(|e| fail(format!("cannot signal gunicorn {old}: {e}")))?;
+        match self.take_over(old, version, started).await {
+            Ok(new) => {
+                tracing::info!(
+                    old,
+                    new,
+                    version,
+                    duration_ms = started.elapsed().as_millis() as u64,
+                    "the new release took over the socket"
+                );
+                Ok(())
+            }
+            Err(reason) => {
+                tracing::warn!(
+                    version,
+                    "handover failed: {reason}; the previous release keeps serving"
+                );
+                if let Some(previous) = &previous {
+                    let _ = self.set_version(previous);
+                }
+                self.abandon_new_master(old).await;
+                // Its workers, if WINCH stopped them, come back with the old code (the link points back).
+                let _ = kill(Pid::from_raw(old), Signal::SIGHUP);
+                let _ = self.wait_up(self.start_timeout).await;
+                Err(fail(reason))
+            }
+        }
+    }
+
+    /// The second half of a handover: the new master up, ready, and the old one gone; the new pid.
+    async fn take_over(&self, old: i32, version: &str, started: Instant) -> Result<i32, String> {
+        let deadline = started + self.start_timeout;
+        let next_pid = sibling(&self.pid_file, ".2");
+        // 1. The new master writes `<pid file>.2` and starts its workers.
+        let new = loop {
+            if !alive(old) {
+                return Err(format!("the running master {old} exited during the handover"));
+            }
+            if let Some(new) = self.new_master(old) {
+                if !children(new).is_empty() {
+                    break new;
+                }
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "no new master with workers (pid file {}) after {}",
+                    next_pid.display(),
+                    crate::config::human_duration(self.start_timeout)
+                ));
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        match self.running_version(new) {
+            Some(v) if v == version => {}
+            other => {
+                return Err(format!(
+                    "the new master {new} runs {}, not {version}",
+                    other.as_deref().unwrap_or("an unknown release")
+                ))
+            }
+        }
+        // 2. The old workers finish their requests and leave; from now on only the new ones accept.
+        let _ = kill(Pid::from_raw(old), Signal::SIGWINCH);
+        // 3. The new release must answer (a worker that cannot load the app makes its master exit).
+        let client = self.ready_client();
+        loop {
+            if !alive(new) {
+                return Err(format!(
+                    "the new master {new} exited: its workers did not boot (see its log)"
+                ));
+            }
+            let reason = match self.ready_check(client.as_ref()).await {
+                None if !children(new).is_empty() => break,
+                None => "the new master has no worker".to_owned(),
+                Some(reason) => reason,
+            };
+            if Instant::now() >= deadline {
+                return Err(reason);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        // 4. The old master goes; the new one renames its pid file once it sees it gone.
+        let _ = kill(Pid::from_raw(old), Signal::SIGTERM);
+        if !wait_dead(old, self.stop_timeout).await {
+            tracing::warn!(old, "the old master did not stop in time; sending SIGKILL");
+            let _ = kill(Pid::from_raw(old), Signal::SIGKILL);
+            wait_dead(old, KILL_WAIT).await;
+        }
+        self.settle_pid_file(new).await;
+        Ok(new)
+    }
+
+    /// Make the pid file name `new`: gunicorn renames `.2` itself within about a second of the old
+    /// master's exit; rail does it when gunicorn has not.
+    async fn settle_pid_file(&self, new: i32) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            if self.read_pid().ok().flatten() == Some(new) {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        let next_pid = sibling(&self.pid_file, ".2");
+        if read_pid_at(&next_pid) == Some(new) {
+            let _ = fs_err::rename(&next_pid, &self.pid_file);
+        }
+    }
+
+    /// The master a handover from `old` started: named by `<pid file>.2` until gunicorn promotes it, by
+    /// the pid file afterwards (a daemonized master promotes itself at once).
+    fn new_master(&self, old: i32) -> Option<i32> {
+        [sibling(&self.pid_file, ".2"), self.pid_file.clone()]
+            .iter()
+            .filter_map(|path| read_pid_at(path))
+            .find(|pid| *pid != old && alive(*pid) && self.owned(*pid))
+    }
+
+    /// Stop the master a failed handover started, if it is still there.
+    async fn abandon_new_master(&self, old: i32) {
+        let next_pid = sibling(&self.pid_file, ".2");
+        if let Some(new) = self.new_master(old) {
+            {
+                let _ = kill(Pid::from_raw(new), Signal::SIGQUIT);
+                if !wait_dead(new, self.stop_timeout).await {
+                    let _ = killpg(Pid::from_raw(new), Signal::SIGKILL);
+                    let _ = kill(Pid::from_raw(new), Signal::SIGKILL);
+                    wait_dead(new, KILL_WAIT).await;
+                }
+            }
+        }
+        let _ = fs_err::remove_file(&next_pid);
+    }
+
+    /// Finish or undo a handover that a killed run left half-way: two masters (`.oldbin` and `.2`), or
+    /// one of them alone without the pid file. Afterwards the pid file names the one master serving.
+    async fn repair_handover(&self) -> Result<(), ServiceError> {
+        let old_file = sibling(&self.pid_file, ".oldbin");
+        let next_file = sibling(&self.pid_file, ".2");
+        let live = |path: &Path| read_pid_at(path).filter(|p| alive(*p) && self.owned(*p));
+        let old = live(&old_file);
+        let new = match old {
+            Some(old) => self.new_master(old),
+            None => live(&next_file),
+        };
+        if old.is_none() && new.is_none() {
+            return Ok(());
+        }
+        let current = self.current()?;
+        match (old, new) {
+            (Some(old), Some(new)) if self.running_version(new) == current => {
+                tracing::warn!(old, new, "finishing an interrupted handover: the new master stays");
+                let _ = kill(Pid::from_raw(old), Signal::SIGWINCH);
+                let _ = kill(Pid::from_raw(old), Signal::SIGTERM);
+                if !wait_dead(old, self.stop_timeout).await {
+                    let _ = kill(Pid::from_raw(old), Signal::SIGKILL);
+                    wait_dead(old, KILL_WAIT).await;
+                }
+                self.settle_pid_file(new).await;
+            }
+            (Some(old), _) => {
+                tracing::warn!(old, "undoing an interrupted handover: the old master stays");
+                self.abandon_new_master(old).await;
+                let _ = kill(Pid::from_raw(old), Signal::SIGHUP);
+                // HUP makes gunicorn write its pid file again.
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while Instant::now() < deadline && self.read_pid().ok().flatten() != Some(old) {
+                    tokio::time::sleep(POLL).await;
+                }
+                if self.read_pid().ok().flatten() != Some(old) {
+                    let _ = fs_err::rename(&old_file, &self.pid_file);
+                }
+            }
+            (None, Some(new)) => {
+                tracing::warn!(new, "the handover's new master is the only one left: it stays");
+                self.settle_pid_file(new).await;
+            }
+            (None, None) => {}
+        }
+        Ok(())
+    }
+}
+
 fn exited(after: Duration, pid: i32) -> ServiceError {
     ServiceError::NotReady {
         backend: BACKEND,
@@ -477,6 +758,26 @@ impl ServiceController for ReleasesController {
         // Check the target before stopping anything, and switch only once the old app is down.
         if let Some(version) = version {
             self.check_release(version)?;
+        }
+        self.repair_handover().await?;
+        if let Some(pid) = self.running_pid()? {
+            if !self.owned(pid) {
+                return Err(self.not_ours(pid));
+            }
+            let target = match version {
+                Some(v) => Some(v.to_owned()),
+                None => self.current()?,
+            };
+            if let Some(target) = target {
+                if self.use_handover(pid).map_err(|e| match e {
+                    ServiceError::HandoverFailed { reason, .. } => {
+                        ServiceError::HandoverFailed { version: target.clone(), reason }
+                    }
+                    other => other,
+                })? {
+                    return self.gunicorn_handover(pid, &target).await;
+                }
+            }
         }
         self.stop_app().await?;
         self.start_app(version).await
@@ -561,10 +862,45 @@ impl ServiceController for ReleasesController {
             lines.push(format!("# wait for {} with a live pid{ready}", self.pid_file.display()));
             lines
         };
+        let handover = || -> Option<Vec<String>> {
+            let pid = self.running_pid().ok().flatten()?;
+            if !self.owned(pid) || !self.use_handover(pid).ok()? {
+                return None;
+            }
+            let mut lines = Vec::new();
+            if let Some(version) = version {
+                lines.push(format!(
+                    "ln -s releases/{version} current.tmp && mv -T current.tmp {}",
+                    self.current_link().display()
+                ));
+            }
+            lines.push(format!(
+                "kill -USR2 {pid}  # gunicorn starts a new master on the same socket"
+            ));
+            lines.push(format!(
+                "# wait for {} with live workers in the new release",
+                sibling(&self.pid_file, ".2").display()
+            ));
+            lines.push(format!(
+                "kill -WINCH {pid}  # the old workers finish their requests and leave"
+            ));
+            if !self.ready_url.is_empty() {
+                lines.push(format!(
+                    "# wait for {} answering 2xx from the new workers",
+                    self.ready_url
+                ));
+            }
+            lines.push(format!(
+                "kill -TERM {pid}  # the old master leaves; on failure: HUP it back"
+            ));
+            Some(lines)
+        };
         match action {
             Action::Stop => stop(),
             Action::Start => start(),
-            Action::Restart => stop().into_iter().chain(start()).collect(),
+            Action::Restart => {
+                handover().unwrap_or_else(|| stop().into_iter().chain(start()).collect())
+            }
             Action::Status | Action::Version | Action::Ready => Vec::new(),
         }
     }

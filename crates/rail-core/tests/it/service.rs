@@ -120,6 +120,111 @@ fn releases_backend_switches_and_restarts_the_demo_app() {
     block_on(services.wait_ready(&[], Duration::from_secs(5))).unwrap();
 }
 
+/// Clients asking `url` through a new connection every 10 ms while `work` runs; the answers that
+/// were not 200.
+fn failed_requests_during<T>(url: &str, work: impl FnOnce() -> T) -> (T, Vec<String>, usize) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let stop = Arc::new(AtomicBool::new(false));
+    let answers: Arc<Mutex<Vec<Result<u16, String>>>> = Arc::default();
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, answers, url) = (Arc::clone(&stop), Arc::clone(&answers), url.to_owned());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let answer = http_get(&url).map(|r| r.status).map_err(|e| e.to_string());
+                    answers.lock().unwrap().push(answer);
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let result = work();
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let answers = answers.lock().unwrap().clone();
+    let failed = answers.iter().filter(|a| a != &&Ok(200)).map(|a| format!("{a:?}")).collect();
+    (result, failed, answers.len())
+}
+
+/// The restart hands gunicorn's socket from the old master to a new one on the new release (USR2,
+/// WINCH, TERM): clients asking all the while see no refused connection and no error; the stop and
+/// start the handover replaces would refuse some. A release whose WSGI module cannot be imported
+/// never takes over: the old master keeps serving, `current` points back at its release, and the
+/// restart fails saying so.
+#[test]
+fn a_restart_hands_the_socket_over_without_a_failed_request() {
+    let db = TestDb::new();
+    let redis = TestRedis::new();
+    let app = TestApp::start("v1", &db, &redis);
+    app.add_release("v2");
+    let services = controller(&releases_config(&app)).unwrap();
+    let first = app.pid().unwrap();
+    let (result, failed, total) =
+        failed_requests_during(&app.health_url(), || block_on(services.restart(&[], Some("v2"))));
+    result.unwrap();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} requests failed across the handover: {failed:?}",
+        failed.len()
+    );
+    assert_eq!(release_of(&app), "v2");
+    let second = app.pid().unwrap();
+    assert_ne!(second, first);
+    assert!(!alive(first), "the old master is gone");
+    assert_eq!(children_of(second).len(), 2, "the new master runs its two workers");
+    let pid_file = app.pid_file().display().to_string();
+    assert!(!Path::new(&format!("{pid_file}.2")).exists());
+    assert!(!Path::new(&format!("{pid_file}.oldbin")).exists());
+
+    // A release that cannot boot.
+    let broken = app.root().join("releases/v9-broken");
+    copy_dir(&rail_testkit::built_release("v1"), &broken);
+    fs_err::write(broken.join("demo/wsgi.py"), "raise RuntimeError('cannot boot')\n").unwrap();
+    let (result, failed, total) = failed_requests_during(&app.health_url(), || {
+        block_on(services.restart(&[], Some("v9-broken")))
+    });
+    let err = result.unwrap_err();
+    assert!(matches!(err, ServiceError::HandoverFailed { .. }), "{err}");
+    assert!(err.to_string().contains("v9-broken"), "{err}");
+    assert!(
+        failed.is_empty(),
+        "{} of {total} requests failed while v9-broken failed to boot: {failed:?}",
+        failed.len()
+    );
+    assert_eq!(app.pid(), Some(second), "the old master still serves");
+    assert_eq!(release_of(&app), "v2");
+    assert_eq!(fs_err::read_link(app.root().join("current")).unwrap(), Path::new("releases/v2"));
+    assert_eq!(children_of(second).len(), 2, "its workers are back");
+
+    // With the handover off, the same restart stops the app, then starts it: refused connections.
+    let mut config = releases_config(&app);
+    config.services.releases.handover = rail_core::config::Handover::StopStart;
+    let services = controller(&config).unwrap();
+    let (result, failed, _) =
+        failed_requests_during(&app.health_url(), || block_on(services.restart(&[], Some("v1"))));
+    result.unwrap();
+    assert_eq!(release_of(&app), "v1");
+    assert!(!failed.is_empty(), "stop and start refuses requests while nothing listens");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs_err::create_dir_all(to).unwrap();
+    for entry in fs_err::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs_err::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 /// Direct children of `pid`, from /proc.
 fn children_of(pid: i32) -> Vec<i32> {
     let mut out = Vec::new();
