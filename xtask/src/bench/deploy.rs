@@ -8,8 +8,14 @@
 //!    Target: deploy ≤ 1.10 × the script.
 //! 2. Maintenance window, read from each timed deploy's journal (maintenance-on begins to maintenance-off
 //!    ends) against the time of the work that must happen inside it: backup + migrate + restart + post-checks
-//!    (restart to healthy) + 0.5 s. Measured on the deploys of part 1 and on deploys of `v2` over `v1`
-//!    (a real migration), each undone by `rollback rollback --previous` before the next round.
+//!    (restart to healthy) + 0.5 s. Measured on the deploys of part 1 forced into the window
+//!    (`--strategy maintenance`; with nothing pending `auto` deploys online, with no window at all) and on
+//!    deploys of `v2` over `v1` (a NOT NULL column: the window), each undone by `rollback rollback
+//!    --previous` before the next round.
+//! 3. Requests during a deploy: clients on loopback asking `/health/` through a new connection every 20 ms
+//!    (bounded in count and time) while, in turn, `deploy` of the running release (online, the socket
+//!    handed over), the shell script (stop, then start) and `deploy` of v2 over v1 (the window) run.
+//!    Target: no failed request and no 503 during the online deploy.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -216,14 +222,19 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut old_order = bench.deploy("v1");
     old_order
         .env("RAIL_DEPLOY__STATIC_STRATEGY", "in-place")
-        .env("RAIL_DEPLOY__MIGRATE_WHEN_NONE_PENDING", "true");
+        .env("RAIL_DEPLOY__MIGRATE_WHEN_NONE_PENDING", "true")
+        .env("RAIL_DEPLOY__STRATEGY", "maintenance")
+        .env("RAIL_SERVICES__RELEASES__HANDOVER", "stop-start");
+    let mut in_window = bench.deploy("v1");
+    in_window.env("RAIL_DEPLOY__STRATEGY", "maintenance");
     let mut sides = vec![
         Side::one("deploy --version v1", bench.deploy("v1")),
         Side::one(
             "baseline.sh (pg_dump, tar, migrate, collectstatic, restart, curl)",
             bench.baseline("v1"),
         ),
-        Side::one("deploy, static_strategy in-place, migrate_when_none_pending", old_order),
+        Side::one("deploy, old order: in-place static, migrate, window, stop-start", old_order),
+        Side::one("deploy --strategy maintenance (window, handover restart)", in_window),
     ];
     let medians = measure(&mut sides, &opts)?;
     for (side, m) in sides.iter().zip(&medians) {
@@ -238,18 +249,28 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         "   for reference, the old order of work vs baseline.sh: ratio {:.2}",
         medians[2].as_secs_f64() / medians[1].as_secs_f64()
     ));
-    // The default deploys' journals: those whose collectstatic step swapped staged files in. The
-    // warm-up round's is left out.
+    util::stdout_line(&format!(
+        "   for reference, deploy --strategy maintenance vs baseline.sh: ratio {:.2}",
+        medians[3].as_secs_f64() / medians[1].as_secs_f64()
+    ));
+    // The journals of the deploys that opened the window with staged static files (the `--strategy
+    // maintenance` side); the default side's deploys are online. The warm-up round's are left out.
     let mut windows = Vec::new();
+    let mut online = 0usize;
     for path in bench.journals_since(&before)? {
         let window = Window::read(&path)?;
-        if window.staged {
+        if window.online {
+            online += 1;
+        } else if window.staged {
             windows.push(window);
         }
     }
     let windows: Vec<Window> = windows.into_iter().skip(1).collect();
     util::stdout_line("\n2. maintenance window vs backup + migrate + restart-to-healthy + 0.5 s");
-    if !report_windows("no pending migration", &windows) {
+    util::stdout_line(&format!(
+        "   deploy --version v1 (deploy.strategy = auto): {online} deploys online, no window"
+    ));
+    if !report_windows("no pending migration, --strategy maintenance", &windows) {
         failed.push("maintenance window (no migration)");
     }
 
@@ -292,11 +313,108 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         util::run(prune.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()))?;
     }
 
+    util::stdout_line(
+        "\n3. requests during a deploy (3 clients, GET /health/, a new connection every 20 ms each)",
+    );
+    let port: u16 = bench
+        .var("RAIL_APP_BIND")?
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .context("RAIL_APP_BIND has no port")?;
+    let online = under_load(port, bench.deploy("v1"))?;
+    util::stdout_line(&format!("   deploy --version v1 (online, handover):      {online}"));
+    let script = under_load(port, bench.baseline("v1"))?;
+    util::stdout_line(&format!("   baseline.sh (stop, then start):              {script}"));
+    let window = under_load(port, bench.deploy("v2"))?;
+    util::stdout_line(&format!("   deploy --version v2 (maintenance window):    {window}"));
+    let mut back = bench.tool("rollback", &["rollback", "--previous", "--yes"]);
+    util::run(back.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()))?;
+    let ok = online.refused == 0 && online.unavailable == 0 && online.other == 0;
+    util::stdout_line(&format!(
+        "   online deploy: {} failed of {} (target 0) {}",
+        online.refused + online.unavailable + online.other,
+        online.total,
+        if ok { "ok" } else { "MISSED" }
+    ));
+    if !ok {
+        failed.push("failed requests during an online deploy");
+    }
+
     if failed.is_empty() {
         Ok(())
     } else {
         bail!("targets missed: {}", failed.join(", "))
     }
+}
+
+/// What the clients saw while one command ran.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    total: usize,
+    ok: usize,
+    /// Connections refused or reset: nothing listened.
+    refused: usize,
+    /// 503 answers: the maintenance page.
+    unavailable: usize,
+    other: usize,
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} requests: {} ok, {} refused or reset, {} answered 503, {} other",
+            self.total, self.ok, self.refused, self.unavailable, self.other
+        )
+    }
+}
+
+/// Run `cmd` (its output dropped) while 3 clients ask `/health/` on `port` through a new connection
+/// every 20 ms; at most 10 minutes and 100,000 requests.
+fn under_load(port: u16, mut cmd: Command) -> Result<Seen> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let clients: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    let answer = util::http_get(port, "/health/", Duration::from_secs(30));
+                    let mut s = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if s.total >= 100_000 {
+                        break;
+                    }
+                    s.total += 1;
+                    match answer {
+                        Ok((200, _)) => s.ok += 1,
+                        Ok((503, _)) => s.unavailable += 1,
+                        Ok(_) => s.other += 1,
+                        Err(_) => s.refused += 1,
+                    }
+                    drop(s);
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let status =
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).status();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        let _ = client.join();
+    }
+    let status = status?;
+    if !status.success() {
+        bail!("a command under load failed ({status})");
+    }
+    let seen = *seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    Ok(seen)
 }
 
 /// One deploy's maintenance window and the work that had to happen inside it, from its journal.
@@ -308,6 +426,8 @@ struct Window {
     restart_to_healthy: Duration,
     /// Whether the static files were collected before the window (the default strategy).
     staged: bool,
+    /// Whether the deploy was online (maintenance-on skipped): no window at all.
+    online: bool,
 }
 
 impl Window {
@@ -317,6 +437,7 @@ impl Window {
         let mut off = None;
         let mut durations = std::collections::HashMap::new();
         let mut staged = false;
+        let mut online = false;
         for line in text.lines() {
             let event: Value = serde_json::from_str(line)
                 .with_context(|| format!("{}: a line is not JSON", journal.display()))?;
@@ -328,6 +449,9 @@ impl Window {
                 (Some("step_end"), _) => {
                     if step == "collectstatic" && event["data"]["staged"] == Value::Bool(true) {
                         staged = true;
+                    }
+                    if step == "maintenance-on" && event["data"]["skipped"] == Value::Bool(true) {
+                        online = true;
                     }
                     let ms = event["duration_ms"].as_u64().unwrap_or(0);
                     durations.insert(step.to_owned(), Duration::from_millis(ms));
@@ -345,6 +469,7 @@ impl Window {
             migrate: d("migrate"),
             restart_to_healthy: d("restart") + d("post-checks"),
             staged,
+            online,
         })
     }
 
