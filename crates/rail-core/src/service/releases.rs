@@ -420,8 +420,9 @@ impl ReleasesController {
     }
 }
 
-/// gunicorn's pid files during a handover: the old master renames its own to `<pid file>.oldbin`, the new
-/// one writes `<pid file>.2` until the old one is gone, then renames it to the pid file.
+/// gunicorn's pid files during a handover: the new master writes `<pid file>.2` and renames it to the pid
+/// file about a second after the old master is gone (which removes the pid file as it exits; versions
+/// before 27 first renamed it `<pid file>.oldbin`).
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(suffix);
@@ -649,50 +650,43 @@ impl ReleasesController {
         let _ = fs_err::remove_file(&next_pid);
     }
 
-    /// Finish or undo a handover that a killed run left half-way: two masters (`.oldbin` and `.2`), or
-    /// one of them alone without the pid file. Afterwards the pid file names the one master serving.
+    /// Finish or undo a handover that a killed run left half-way: two masters (the old one named by the
+    /// pid file, or by `.oldbin` in gunicorn versions that rename it, and the new one by `.2`), or the new
+    /// one alone before it renamed `.2`. Afterwards the pid file names the one master serving.
     async fn repair_handover(&self) -> Result<(), ServiceError> {
         let old_file = sibling(&self.pid_file, ".oldbin");
         let next_file = sibling(&self.pid_file, ".2");
         let live = |path: &Path| read_pid_at(path).filter(|p| alive(*p) && self.owned(*p));
-        let old = live(&old_file);
-        let new = match old {
-            Some(old) => self.new_master(old),
-            None => live(&next_file),
-        };
-        if old.is_none() && new.is_none() {
+        let Some(new) = live(&next_file) else {
+            // No second master. An old master alone under `.oldbin` takes the pid file back.
+            if let (Some(old), None) = (live(&old_file), self.read_pid()?) {
+                let _ = fs_err::rename(&old_file, &self.pid_file);
+                tracing::warn!(old, "an interrupted handover left the old master alone: it stays");
+            }
             return Ok(());
-        }
-        let current = self.current()?;
-        match (old, new) {
-            (Some(old), Some(new)) if self.running_version(new) == current => {
-                tracing::warn!(old, new, "finishing an interrupted handover: the new master stays");
-                let _ = kill(Pid::from_raw(old), Signal::SIGWINCH);
-                let _ = kill(Pid::from_raw(old), Signal::SIGTERM);
-                if !wait_dead(old, self.stop_timeout).await {
-                    let _ = kill(Pid::from_raw(old), Signal::SIGKILL);
-                    wait_dead(old, KILL_WAIT).await;
-                }
-                self.settle_pid_file(new).await;
+        };
+        let old = live(&old_file).or_else(|| live(&self.pid_file)).filter(|old| *old != new);
+        let Some(old) = old else {
+            tracing::warn!(new, "the handover's new master is the only one left: it stays");
+            self.settle_pid_file(new).await;
+            return Ok(());
+        };
+        if self.running_version(new) == self.current()? {
+            tracing::warn!(old, new, "finishing an interrupted handover: the new master stays");
+            let _ = kill(Pid::from_raw(old), Signal::SIGWINCH);
+            let _ = kill(Pid::from_raw(old), Signal::SIGTERM);
+            if !wait_dead(old, self.stop_timeout).await {
+                let _ = kill(Pid::from_raw(old), Signal::SIGKILL);
+                wait_dead(old, KILL_WAIT).await;
             }
-            (Some(old), _) => {
-                tracing::warn!(old, "undoing an interrupted handover: the old master stays");
-                self.abandon_new_master(old).await;
-                let _ = kill(Pid::from_raw(old), Signal::SIGHUP);
-                // HUP makes gunicorn write its pid file again.
-                let deadline = Instant::now() + Duration::from_secs(5);
-                while Instant::now() < deadline && self.read_pid().ok().flatten() != Some(old) {
-                    tokio::time::sleep(POLL).await;
-                }
-                if self.read_pid().ok().flatten() != Some(old) {
-                    let _ = fs_err::rename(&old_file, &self.pid_file);
-                }
+            self.settle_pid_file(new).await;
+        } else {
+            tracing::warn!(old, new, "undoing an interrupted handover: the old master stays");
+            self.abandon_new_master(old).await;
+            let _ = kill(Pid::from_raw(old), Signal::SIGHUP);
+            if self.read_pid()? != Some(old) && live(&old_file) == Some(old) {
+                let _ = fs_err::rename(&old_file, &self.pid_file);
             }
-            (None, Some(new)) => {
-                tracing::warn!(new, "the handover's new master is the only one left: it stays");
-                self.settle_pid_file(new).await;
-            }
-            (None, None) => {}
         }
         Ok(())
     }
