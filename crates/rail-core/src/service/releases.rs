@@ -341,6 +341,7 @@ impl ReleasesController {
             .current()?
             .ok_or_else(|| ServiceError::NoCurrentRelease { link: self.current_link() })?;
         let started = Instant::now();
+        self.repair_handover().await?;
         if let Some(pid) = self.running_pid()? {
             if !self.owned(pid) {
                 return Err(self.not_ours(pid));

@@ -210,6 +210,47 @@ fn a_restart_hands_the_socket_over_without_a_failed_request() {
     result.unwrap();
     assert_eq!(release_of(&app), "v1");
     assert!(!failed.is_empty(), "stop and start refuses requests while nothing listens");
+
+    // A handover interrupted half-way (as by a killed deploy): `current` switched to v2 and USR2 sent,
+    // nothing after. The next start finishes it: the new master stays, the old one goes.
+    let Controller::Releases(releases) = &services else { panic!("a releases controller") };
+    let old = app.pid().unwrap();
+    releases.set_version("v2").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(old), nix::sys::signal::Signal::SIGUSR2)
+        .unwrap();
+    let next = Path::new(&format!("{pid_file}.2")).to_owned();
+    let new = wait_for_pid(&next);
+    assert_ne!(new, old);
+    block_on(services.start(&[], None)).unwrap();
+    assert!(!alive(old), "the old master is gone");
+    assert_eq!(app.pid(), Some(new), "the new master stays, named by the pid file");
+    assert_eq!(release_of(&app), "v2");
+    assert!(!next.exists());
+
+    // Interrupted the other way round: the new master loads another release than `current` names. The
+    // next start finds two masters, stops the new one and keeps the old one.
+    releases.set_version("v1").unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(new), nix::sys::signal::Signal::SIGUSR2)
+        .unwrap();
+    let newer = wait_for_pid(&next);
+    releases.set_version("v2").unwrap();
+    block_on(services.start(&[], None)).unwrap();
+    assert!(!alive(newer), "the master on the abandoned release is gone");
+    assert_eq!(app.pid(), Some(new));
+    assert_eq!(release_of(&app), "v2");
+}
+
+/// The live pid a pid file names, once it does (at most 30 s).
+fn wait_for_pid(path: &Path) -> i32 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let pid = fs_err::read_to_string(path).ok().and_then(|t| t.trim().parse::<i32>().ok());
+        if let Some(pid) = pid.filter(|p| alive(*p) && !children_of(*p).is_empty()) {
+            return pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} names no live master", path.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn copy_dir(from: &Path, to: &Path) {
