@@ -6,6 +6,7 @@
 //! system through rail-core.
 
 mod actions;
+pub mod analysis;
 mod backups;
 mod checks;
 mod cli;
