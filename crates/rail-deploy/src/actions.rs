@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use rail_core::config::{Config, Loaded, StaticStrategy};
+use rail_core::config::{Config, DeployStrategy, Loaded, OnlineFailure, StaticStrategy};
 use rail_core::db::DbTarget;
 use rail_core::journal::{self, RunId};
 use rail_core::lock::RunLock;
@@ -39,6 +39,8 @@ pub(crate) struct Facts {
     pub interrupted: Option<String>,
     pub newest_backup: Option<String>,
     pub commands: BTreeMap<Step, Vec<String>>,
+    /// The strategy the deploy would take, with the analysis of every pending migration.
+    pub decision: Option<crate::online::Decision>,
     /// The read-only pre-checks, in order.
     pub checks: Vec<PlanCheck>,
 }
@@ -56,6 +58,7 @@ impl Facts {
             interrupted: None,
             newest_backup: None,
             commands: BTreeMap::new(),
+            decision: None,
             checks: Vec::new(),
         };
         facts.current_version = crate::services::current_version(cfg).await;
@@ -69,6 +72,28 @@ impl Facts {
                 Ok(out) => Ok(django::pending_migrations(&out.stdout_text())),
                 Err(e) => Err(e.summary()),
             };
+            let strategy = params.strategy(cfg);
+            let migrate_to = params.migrate_to.is_some();
+            let analysis = match &facts.pending {
+                _ if strategy == DeployStrategy::Maintenance || migrate_to => Ok(Vec::new()),
+                Ok(pending) => {
+                    crate::online::analyse(cfg, &dj, pending).await.map_err(|e| format!("{e:#}"))
+                }
+                Err(e) => Err(format!("the pending migrations could not be read: {e}")),
+            };
+            facts.decision = Some(crate::online::decide(strategy, analysis, migrate_to));
+            if strategy != DeployStrategy::Maintenance {
+                if let Some(name) = facts.pending.as_ref().ok().and_then(|p| p.first()) {
+                    if let Some((app, migration)) = name.split_once('.') {
+                        if let Ok(cmd) = dj.sqlmigrate(app, migration) {
+                            cmds.entry(Step::PreChecks).or_insert_with(Vec::new).push(format!(
+                                "{}  # and each other pending migration",
+                                cmd.display()
+                            ));
+                        }
+                    }
+                }
+            }
         }
         if cfg.deploy.run_tests {
             if let Ok(cmd) = dj.tests() {
@@ -172,6 +197,15 @@ impl Facts {
             Ok(list) => PlanCheck::ok("pending migrations", format!("{} pending", list.len())),
             Err(e) => PlanCheck::failed("pending migrations", format!("could not be read: {e}")),
         });
+        if let Some(decision) = &self.decision {
+            checks.push(match &decision.refused {
+                Some(refused) => PlanCheck::failed("strategy", refused.clone()),
+                None => PlanCheck::ok(
+                    "strategy",
+                    format!("{}: {}", decision.chosen.name(), decision.reason),
+                ),
+            });
+        }
         checks.push(backup_dir_check(&cfg.backup.directory));
         if !params.no_backup && cfg.backup.remote.is_configured() {
             // The deploy does not depend on the remote: an unreachable one is reported, not failed.
@@ -478,9 +512,20 @@ impl<'a> Real<'a> {
             crate::services::check_version_exists(cfg, v)?;
         }
         let dj = Django::new(cfg, release_dir(cfg, version_to.as_deref()));
+        let strategy = self.params.strategy(cfg);
+        let migrate_to = self.params.migrate_to.is_some();
         let pending = async {
             let plan = dj.showmigrations()?.output().await.context("reading pending migrations")?;
-            anyhow::Ok(django::pending_migrations(&plan.stdout_text()))
+            let plan = plan.stdout_text();
+            let pending = django::pending_migrations(&plan);
+            // The analysis is read only when its verdict matters.
+            let analysis = if strategy == DeployStrategy::Maintenance || migrate_to {
+                Ok(Vec::new())
+            } else {
+                crate::online::analyse(cfg, &dj, &pending).await.map_err(|e| format!("{e:#}"))
+            };
+            let decision = crate::online::decide(strategy, analysis, migrate_to);
+            anyhow::Ok((pending, django::applied_before(&plan), decision))
         };
         let tests = async {
             if cfg.deploy.run_tests {
@@ -493,7 +538,10 @@ impl<'a> Real<'a> {
         // The first failure in pipeline order is the one reported. A staged copy left by a failure is
         // removed when the run ends, like every run's.
         let (estimated, free) = checks?;
-        let pending = pending?;
+        let (pending, applied_before, decision) = pending?;
+        if let Some(refused) = &decision.refused {
+            bail!("{refused}");
+        }
         tests?;
         let staged = staged?;
         let staged_summary = match &staged {
@@ -506,14 +554,18 @@ impl<'a> Real<'a> {
             "pending_migrations": pending,
             "staged_static": staged.as_ref().map(|s| &s.next),
             "staged_static_copied": staged.as_ref().map(|s| s.copied),
+            "strategy": decision.chosen,
+            "decision": decision,
+            "applied_before": applied_before,
             "estimated_backup_bytes": estimated,
             "free_bytes": free,
             "summary": format!(
-                "{} pending migration{}, {} -> {}{staged_summary}",
+                "{} pending migration{}, {} -> {}{staged_summary}; {}",
                 pending.len(),
                 if pending.len() == 1 { "" } else { "s" },
                 version_from.as_deref().unwrap_or("?"),
-                version_to.as_deref().unwrap_or("?")
+                version_to.as_deref().unwrap_or("?"),
+                decision.brief()
             ),
         }))
     }
@@ -621,6 +673,118 @@ impl<'a> Real<'a> {
         })
     }
 
+    /// An online deploy's `migrate`: under `deploy.online.lock_timeout`, so that a migration waiting
+    /// for a lock never holds the site's queries up behind it, and tried again (a bounded number of
+    /// times, with growing pauses) when it gave up on a lock. Django runs each migration in its own
+    /// transaction: one that timed out left nothing behind, and the next attempt starts with it.
+    async fn migrate_online(&self, state: &RunState) -> anyhow::Result<Value> {
+        let cfg = self.cfg();
+        let online = &cfg.deploy.online;
+        let existing = django::app_env(cfg)?
+            .into_iter()
+            .rev()
+            .find(|(k, _)| k == "PGOPTIONS")
+            .map(|(_, v)| v)
+            .or_else(|| std::env::var("PGOPTIONS").ok());
+        let options = crate::online::pgoptions(cfg, existing.as_deref());
+        let mut attempt = 0u32;
+        let mut applied = 0usize;
+        loop {
+            let cmd = self.django(state).migrate(None)?.env("PGOPTIONS", &options);
+            match self.run_tracked(Step::Migrate, cmd).await {
+                Ok(out) => {
+                    applied +=
+                        out.lines().filter(|l| l.trim_start().starts_with("Applying ")).count();
+                    return Ok(json!({
+                        "applied": applied,
+                        "lock_retries": attempt,
+                        "summary": format!(
+                            "{applied} migrations applied online (lock_timeout {}{})",
+                            rail_core::config::human_duration(online.lock_timeout.get()),
+                            if attempt > 0 { format!(", {attempt} retries") } else { String::new() }
+                        ),
+                    }));
+                }
+                Err(e) if crate::online::is_lock_timeout(&e) && attempt < online.lock_retries => {
+                    attempt += 1;
+                    let pause = crate::online::retry_pause(attempt);
+                    tracing::warn!(
+                        attempt,
+                        "a migration gave up waiting for a lock (lock_timeout); trying again in {}",
+                        rail_core::config::human_duration(pause)
+                    );
+                    tokio::time::sleep(pause).await;
+                }
+                Err(e) if crate::online::is_lock_timeout(&e) => {
+                    return Err(e.context(format!(
+                        "a migration could not take its lock within deploy.online.lock_timeout in {} attempts",
+                        attempt + 1
+                    )));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Undo an online deploy without restoring its backup (which would drop the writes made since):
+    /// the previous release takes the socket back (no downtime with a handover), static files and the
+    /// schema version return from the backup when the run changed them, and the migrations stay
+    /// (`keep-schema`: online migrations leave a schema the previous release runs on) or are reversed.
+    async fn rollback_online(&mut self, state: &RunState) -> anyhow::Result<Value> {
+        let cfg = self.cfg();
+        let touched = |s: Step| state.began.contains(&s);
+        let mut restored = Vec::new();
+        // A handover that failed left the previous release serving: nothing to hand back then.
+        let serving = crate::services::current_version(cfg).await;
+        if touched(Step::Restart) && (serving.is_none() || serving != state.version_from) {
+            crate::services::switch_and_restart(cfg, state.version_from.as_deref())
+                .await
+                .context("handing the site back to the previous app version")?;
+            restored.push("app".to_owned());
+        }
+        let mut schema = "kept";
+        if touched(Step::Migrate)
+            && cfg.deploy.online.on_failure == OnlineFailure::ReverseMigrations
+        {
+            let dj = self.django(state);
+            for (app, to) in state.applied_before.clone().unwrap_or_default() {
+                let cmd = dj.migrate_app_to(&app, &to)?;
+                self.run_tracked(Step::Migrate, cmd)
+                    .await
+                    .with_context(|| format!("reversing {app}'s migrations to {to}"))?;
+            }
+            restored.push("migrations".to_owned());
+            schema = "reversed";
+        }
+        let components = crate::backups::Components {
+            database: false,
+            static_files: touched(Step::CollectStatic),
+            schema: touched(Step::ActivateSchema),
+        };
+        if let Some(backup) = &state.backup {
+            if components.static_files || components.schema {
+                crate::backups::restore(
+                    cfg,
+                    &self.run_id,
+                    backup,
+                    &components,
+                    &self.progress,
+                    &mut restored,
+                    || {},
+                )
+                .await?;
+            }
+        }
+        crate::checks::until_healthy(cfg, None)
+            .await
+            .context("the previous release is not healthy")?;
+        Ok(json!({
+            "restored": restored,
+            "database": format!("not restored (online deploy): migrations {schema}"),
+            "backup": state.backup,
+        }))
+    }
+
     fn django(&self, state: &RunState) -> Django<'a> {
         Django::new(self.cfg(), release_dir(self.cfg(), state.version_to.as_deref()))
     }
@@ -697,6 +861,10 @@ impl Actions for Real<'_> {
         let cfg = self.cfg();
         match step {
             Step::PreChecks => self.pre_checks(state).await,
+            Step::MaintenanceOn | Step::MaintenanceOff if state.online() => Ok(json!({
+                "skipped": true,
+                "summary": "online deploy: the site keeps serving",
+            })),
             Step::MaintenanceOn => {
                 let (value, bypass) = crate::maint::enable(cfg, &self.run_id, "deploy").await?;
                 self.bypass = bypass;
@@ -716,6 +884,9 @@ impl Actions for Real<'_> {
                         "skipped": true,
                         "summary": "nothing pending (showmigrations in the pre-checks): not run"
                     }));
+                }
+                if state.online() {
+                    return self.migrate_online(state).await;
                 }
                 let cmd = self.django(state).migrate(target.as_ref())?;
                 let out = self.run_tracked(step, cmd).await?;
@@ -750,6 +921,9 @@ impl Actions for Real<'_> {
     }
 
     async fn rollback(&mut self, state: &RunState) -> anyhow::Result<Value> {
+        if state.online() {
+            return self.rollback_online(state).await;
+        }
         let cfg = self.cfg();
         let backup = state.backup.clone().context("the run has no backup to restore")?;
         let touched = |s: Step| state.began.contains(&s);

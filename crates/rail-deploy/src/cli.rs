@@ -59,6 +59,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_rollback: bool,
 
+    /// How to meet the running site, instead of deploy.strategy: auto, online or maintenance
+    #[arg(long, value_name = "STRATEGY", value_parser = parse_strategy)]
+    pub strategy: Option<rail_core::config::DeployStrategy>,
+
     /// Print the plan computed against the live system and change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -84,6 +88,7 @@ impl RunArgs {
             (self.no_backup, "--no-backup"),
             (self.migrate_to.is_some(), "--migrate-to"),
             (self.no_rollback, "--no-rollback"),
+            (self.strategy.is_some(), "--strategy"),
             (self.dry_run, "--dry-run"),
             (self.resume, "--resume"),
             (self.lock_wait.is_some(), "--lock-wait"),
@@ -91,6 +96,16 @@ impl RunArgs {
         ]
         .into_iter()
         .find_map(|(given, flag)| given.then_some(flag))
+    }
+}
+
+fn parse_strategy(raw: &str) -> Result<rail_core::config::DeployStrategy, String> {
+    use rail_core::config::DeployStrategy;
+    match raw {
+        "auto" => Ok(DeployStrategy::Auto),
+        "online" => Ok(DeployStrategy::Online),
+        "maintenance" => Ok(DeployStrategy::Maintenance),
+        other => Err(format!("`{other}` is not a strategy: use auto, online or maintenance")),
     }
 }
 

@@ -123,6 +123,23 @@ impl<'a> Django<'a> {
             .timeout(self.cfg.deploy.collectstatic_timeout.get()))
     }
 
+    /// `sqlmigrate APP NAME`: the SQL a pending migration would run, read without running it.
+    pub fn sqlmigrate(&self, app: &str, migration: &str) -> anyhow::Result<Cmd> {
+        let argv: Vec<String> = self
+            .cfg
+            .deploy
+            .sqlmigrate_command
+            .iter()
+            .map(|a| a.replace("{app}", app).replace("{migration}", migration))
+            .collect();
+        Ok(self.command(&argv)?.timeout(self.cfg.deploy.migrate_timeout.get()))
+    }
+
+    /// `migrate APP MIGRATION` (`zero` for none): an app's migrations back to where they were.
+    pub fn migrate_app_to(&self, app: &str, migration: &str) -> anyhow::Result<Cmd> {
+        self.migrate(Some(&MigrateTarget { app: app.to_owned(), migration: migration.to_owned() }))
+    }
+
     pub fn tests(&self) -> anyhow::Result<Cmd> {
         Ok(self.command(&self.cfg.deploy.test_command)?.timeout(self.cfg.deploy.test_timeout.get()))
     }
@@ -149,6 +166,39 @@ pub fn pending_migrations(plan: &str) -> Vec<String> {
         .filter_map(|line| line.trim_start().strip_prefix("[ ]"))
         .map(|rest| rest.split_whitespace().next().unwrap_or("").to_owned())
         .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// For each app with a pending migration in `showmigrations --plan`, its last applied migration
+/// (`zero` when none is): where `migrate APP MIGRATION` takes the app back to.
+pub fn applied_before(plan: &str) -> std::collections::BTreeMap<String, String> {
+    let mut last_applied = std::collections::BTreeMap::new();
+    let mut pending_apps = std::collections::BTreeSet::new();
+    for line in plan.lines() {
+        let line = line.trim_start();
+        let (applied, rest) = if let Some(rest) = line.strip_prefix("[X]") {
+            (true, rest)
+        } else if let Some(rest) = line.strip_prefix("[ ]") {
+            (false, rest)
+        } else {
+            continue;
+        };
+        let Some((app, name)) = rest.split_whitespace().next().and_then(|n| n.split_once('.'))
+        else {
+            continue;
+        };
+        if applied {
+            last_applied.insert(app.to_owned(), name.to_owned());
+        } else {
+            pending_apps.insert(app.to_owned());
+        }
+    }
+    pending_apps
+        .into_iter()
+        .map(|app| {
+            let to = last_applied.get(&app).cloned().unwrap_or_else(|| "zero".to_owned());
+            (app, to)
+        })
         .collect()
 }
 
@@ -214,5 +264,14 @@ mod tests {
             ["catalog.0002_product_stock", "catalog.0003_review_broken"]
         );
         assert!(pending_migrations("[X]  a.0001\n").is_empty());
+    }
+
+    #[test]
+    fn applied_before_names_each_pending_app_s_last_applied_migration() {
+        let plan = "[X]  contenttypes.0001_initial\n[X]  catalog.0001_initial\n[ ]  catalog.0002_product_stock\n[ ]  shop.0001_initial\n[ ]  catalog.0003_review\n";
+        let before = applied_before(plan);
+        assert_eq!(before.len(), 2);
+        assert_eq!(before["catalog"], "0001_initial");
+        assert_eq!(before["shop"], "zero");
     }
 }

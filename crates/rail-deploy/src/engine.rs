@@ -143,8 +143,19 @@ pub struct RunState {
     pub pending_migrations: Option<Vec<String>>,
     /// The copy of the static directory the pre-checks collected into (staged strategy).
     pub staged_static: Option<std::path::PathBuf>,
+    /// The strategy the pre-checks chose; `None` in an older journal (which means maintenance).
+    pub strategy: Option<crate::online::Chosen>,
+    /// For each app with a pending migration, its last applied one (`zero`): where reversing goes.
+    pub applied_before: Option<std::collections::BTreeMap<String, String>>,
     /// Steps that began, in order (a step that began may have changed something even if it failed).
     pub began: Vec<Step>,
+}
+
+impl RunState {
+    /// Whether this run deploys without a maintenance window.
+    pub fn online(&self) -> bool {
+        self.strategy == Some(crate::online::Chosen::Online)
+    }
 }
 
 impl RunState {
@@ -159,7 +170,11 @@ impl RunState {
                 schema_to,
                 pending_migrations,
                 staged_static,
+                strategy,
+                applied_before,
             } = update;
+            self.strategy = strategy.or(self.strategy.take());
+            self.applied_before = applied_before.or(self.applied_before.take());
             self.version_from = version_from.or(self.version_from.take());
             self.version_to = version_to.or(self.version_to.take());
             self.backup = backup.or(self.backup.take());
@@ -181,6 +196,8 @@ struct StateUpdate {
     schema_to: Option<String>,
     pending_migrations: Option<Vec<String>>,
     staged_static: Option<std::path::PathBuf>,
+    strategy: Option<crate::online::Chosen>,
+    applied_before: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// A step's failure, with the message to show.
@@ -347,7 +364,7 @@ async fn fail<A: Actions, P: Progress>(
         Ending::FailedClean(failure)
     } else if !rollback_allowed {
         Ending::FailedKept(failure)
-    } else if state.backup.is_none() {
+    } else if state.backup.is_none() && !state.online() {
         // Without a backup there is nothing to restore the database from: say so rather than guess.
         Ending::RollbackFailed {
             failure,

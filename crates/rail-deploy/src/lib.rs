@@ -15,6 +15,7 @@ pub mod engine;
 mod maint;
 mod notes;
 mod offsite;
+pub mod online;
 mod plan;
 mod progress;
 mod schema;

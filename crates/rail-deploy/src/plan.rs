@@ -26,6 +26,9 @@ pub(crate) struct Params {
     pub migrate_to: Option<String>,
     pub no_backup: bool,
     pub no_rollback: bool,
+    /// `--strategy`, when given.
+    #[serde(default)]
+    pub strategy: Option<rail_core::config::DeployStrategy>,
 }
 
 impl Params {
@@ -42,11 +45,17 @@ impl Params {
             migrate_to: args.migrate_to.clone(),
             no_backup,
             no_rollback: args.no_rollback,
+            strategy: args.strategy,
         })
     }
 
     pub(crate) fn migrate_target(&self) -> Option<MigrateTarget> {
         self.migrate_to.as_deref().and_then(|t| t.parse().ok())
+    }
+
+    /// `--strategy`, or `deploy.strategy`.
+    pub(crate) fn strategy(&self, cfg: &Config) -> rail_core::config::DeployStrategy {
+        self.strategy.unwrap_or(cfg.deploy.strategy)
     }
 
     /// Whether a failed run may roll back by itself.
@@ -135,6 +144,8 @@ pub(crate) struct Plan {
     pub lock_error: Option<String>,
     pub interrupted_run: Option<String>,
     pub backup_timing: String,
+    /// The strategy the deploy would take, why, and the analysis of each pending migration.
+    pub strategy: Option<crate::online::Decision>,
     /// Where the backup goes off-site, and when; `None` without a remote.
     pub remote: Option<String>,
     pub rollback_target: String,
@@ -205,6 +216,7 @@ pub(crate) async fn build(loaded: &Loaded, params: &Params) -> anyhow::Result<Pl
         lock_error,
         interrupted_run: facts.interrupted.clone(),
         backup_timing,
+        strategy: facts.decision.clone(),
         remote: (cfg.backup.remote.is_configured() && !params.no_backup).then(|| {
             format!(
                 "{}, {}",
@@ -242,6 +254,9 @@ fn describe(
                 what.push_str("; run the tests");
             }
             what
+        }
+        Step::MaintenanceOn | Step::MaintenanceOff if online(facts) => {
+            "skipped: online deploy, the site keeps serving".into()
         }
         Step::MaintenanceOn => format!(
             "maintenance on (flag file {}, Redis key {}), expiring after {}",
@@ -295,6 +310,10 @@ fn describe(
         Step::Notify => "notify the configured channels of the outcome".into(),
     };
     PlannedStep { step: step.name().to_owned(), what, commands }
+}
+
+fn online(facts: &crate::actions::Facts) -> bool {
+    facts.decision.as_ref().is_some_and(|d| d.chosen == crate::online::Chosen::Online)
 }
 
 /// Whether `collectstatic` runs in the pre-checks, into a copy that the collectstatic step swaps in.
@@ -351,6 +370,32 @@ pub(crate) fn print(plan: &Plan, format: OutputFormat) -> anyhow::Result<()> {
         }
     ));
     out.push(format!("backup timing: {}", plan.backup_timing));
+    if let Some(d) = &plan.strategy {
+        out.push(format!(
+            "strategy: {} (deploy.strategy = {}): {}",
+            d.chosen.name(),
+            rail_core::config::value_name(&d.configured),
+            d.reason
+        ));
+        for m in &d.migrations {
+            out.push(format!(
+                "  {}: {}{}",
+                m.migration,
+                rail_core::config::value_name(&m.verdict),
+                if m.assumed_safe { " (deploy.online.assume_safe)" } else { "" }
+            ));
+            for f in &m.findings {
+                out.push(format!(
+                    "    {} [{}]: {}",
+                    f.rule,
+                    rail_core::config::value_name(&f.verdict),
+                    f.reason
+                ));
+                out.push(format!("      statement: {}", f.statement));
+                out.push(format!("      fix: {}", f.fix));
+            }
+        }
+    }
     if let Some(remote) = &plan.remote {
         out.push(format!("off-site copy: {remote}"));
     }

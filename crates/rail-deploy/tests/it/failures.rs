@@ -116,8 +116,12 @@ fn a_service_that_never_starts_is_rolled_back() {
         "--capture-output",
     ]
     .join(",");
-    let out =
-        w.deploy(&["--version", "v2", "--yes"]).env("RAIL_SERVICES__RELEASES__START", &start).run();
+    // Stop and start, so that the start command runs (a handover re-executes the running master).
+    let out = w
+        .deploy(&["--version", "v2", "--yes"])
+        .env("RAIL_SERVICES__RELEASES__START", &start)
+        .env("RAIL_SERVICES__RELEASES__HANDOVER", "stop-start")
+        .run();
     assert_eq!(out.code, Some(4), "{}", out.describe());
     assert!(out.stdout.contains("rolled back"), "{}", out.describe());
     assert!(out.stdout.contains("failed in restart"), "names the failing step\n{}", out.describe());

@@ -14,6 +14,19 @@ use rail_deploy::ENV_FAULT;
 
 use crate::support::{all_output, comparable_state, migrated_state, state_diff, World};
 
+/// Which deploy the drills kill: v1 → v2 takes the maintenance window (v2's NOT NULL column), v2 → v4
+/// is online (a nullable column, the socket handed over).
+#[derive(Debug, Clone, Copy)]
+struct Scenario {
+    from: &'static str,
+    to: &'static str,
+    /// Installed beside `from`.
+    others: &'static [&'static str],
+}
+
+const MAINTENANCE: Scenario = Scenario { from: "v1", to: "v2", others: &["v2", "v3-broken"] };
+const ONLINE: Scenario = Scenario { from: "v2", to: "v4", others: &["v4"] };
+
 /// One drill: the fault to inject and the version the killed deploy was deploying.
 #[derive(Debug)]
 struct Drill {
@@ -22,8 +35,8 @@ struct Drill {
 }
 
 impl Drill {
-    fn new(fault: String) -> Self {
-        Drill { fault, version: "v2" }
+    fn new(fault: String, scenario: Scenario) -> Self {
+        Drill { fault, version: scenario.to }
     }
 
     /// A drill that dies while rolling back a failed deploy, so resuming finishes the rollback.
@@ -34,15 +47,17 @@ impl Drill {
 
 /// Every drill: each step boundary the engine has, before and after (notify runs after the
 /// journal's last step and has none), plus inside the migration and inside the rollback of v3-broken.
-fn all_drills(steps: &[Step]) -> Vec<Drill> {
+fn all_drills(steps: &[Step], scenario: Scenario) -> Vec<Drill> {
     let mut drills = Vec::new();
     for step in steps.iter().filter(|s| **s != Step::Notify) {
         for when in ["before", "after"] {
-            drills.push(Drill::new(format!("kill:{}:{when}", step.name())));
+            drills.push(Drill::new(format!("kill:{}:{when}", step.name()), scenario));
         }
     }
-    drills.push(Drill::new("kill:migrate:during".into()));
-    drills.push(Drill { fault: "kill:rollback:during".into(), version: "v3-broken" });
+    drills.push(Drill::new("kill:migrate:during".into(), scenario));
+    if scenario.to == "v2" {
+        drills.push(Drill { fault: "kill:rollback:during".into(), version: "v3-broken" });
+    }
     drills
 }
 
@@ -50,30 +65,33 @@ fn all_drills(steps: &[Step]) -> Vec<Drill> {
 const PARTS: usize = 4;
 
 /// Run every `PARTS`-th drill, starting at `part`.
-fn run_part(part: usize) {
-    let first = drill_world();
+fn run_part(part: usize, scenario: Scenario) {
+    let first = drill_world(scenario);
     // The steps, from the engine, as a deploy in the tests' configuration runs them.
     let steps = first.steps(false);
     assert!(steps.contains(&Step::Migrate) && steps.contains(&Step::Restart), "{steps:?}");
-    let drills: Vec<Drill> = all_drills(&steps).into_iter().skip(part).step_by(PARTS).collect();
-    let post = migrated_state("v2");
-    run_drills(&drills, first, &post);
+    let drills: Vec<Drill> =
+        all_drills(&steps, scenario).into_iter().skip(part).step_by(PARTS).collect();
+    let post = migrated_state(scenario.to);
+    run_drills(&drills, first, &post, scenario);
 }
 
-/// A world for one drill: v1 running, v2 and v3-broken installed.
-fn drill_world() -> World {
-    World::new("v1", &["v2", "v3-broken"])
+/// A world for one drill: `from` running, the others installed.
+fn drill_world(scenario: Scenario) -> World {
+    World::new(scenario.from, scenario.others)
 }
 
 /// Run every drill, even after one failed, and fail with the list of those that did.
-fn run_drills(drills: &[Drill], first: World, post: &str) {
+fn run_drills(drills: &[Drill], first: World, post: &str, scenario: Scenario) {
     assert!(!drills.is_empty());
     let mut failed = Vec::new();
     let mut cleanups = Vec::new();
     let mut first = Some(first);
     for drill in drills {
-        let w = first.take().unwrap_or_else(drill_world);
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| run_drill(drill, &w, post)));
+        let w = first.take().unwrap_or_else(|| drill_world(scenario));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_drill(drill, &w, post, scenario);
+        }));
         if result.is_err() {
             failed.push(drill.fault.as_str());
         }
@@ -86,8 +104,9 @@ fn run_drills(drills: &[Drill], first: World, post: &str) {
     assert!(failed.is_empty(), "failed drills (see the panics above): {}", failed.join(", "));
 }
 
-fn run_drill(drill: &Drill, w: &World, post: &str) {
+fn run_drill(drill: &Drill, w: &World, post: &str, scenario: Scenario) {
     let f = &drill.fault;
+    let (from, to) = (scenario.from, scenario.to);
     let pre = comparable_state(&w.db);
 
     let killed = w.deploy(&["--version", drill.version, "--yes"]).env(ENV_FAULT, f).run();
@@ -99,7 +118,7 @@ fn run_drill(drill: &Drill, w: &World, post: &str) {
     assert_private(&w.backup_dir(), f);
 
     // A plain deploy must not start over the dead run's half-done work.
-    let refused = w.deploy(&["--version", "v2", "--yes"]).run();
+    let refused = w.deploy(&["--version", to, "--yes"]).run();
     assert_eq!(refused.code, Some(3), "{f}: a deploy after the kill\n{}", refused.describe());
     let text = all_output(&refused);
     assert!(text.contains(&run_id), "{f}: the refusal names the dead run {run_id}\n{text}");
@@ -131,16 +150,32 @@ fn run_drill(drill: &Drill, w: &World, post: &str) {
     let state = comparable_state(&w.db);
     let served = w.served_release();
     match (state_diff(&state, &pre), state_diff(&state, post)) {
-        (None, _) => assert_eq!(served.as_deref(), Some("v1"), "{f}: pre-deploy database"),
-        (_, None) => assert_eq!(served.as_deref(), Some("v2"), "{f}: post-deploy database"),
+        (None, _) => assert_eq!(served.as_deref(), Some(from), "{f}: pre-deploy database"),
+        (_, None) => assert_eq!(served.as_deref(), Some(to), "{f}: post-deploy database"),
         (Some(to_pre), Some(to_post)) => panic!(
             "{f}: the database is neither the pre- nor the post-deploy state\nvs pre: {to_pre}\nvs post: {to_post}"
         ),
     }
     if drill.rolls_back() {
-        assert_eq!(served.as_deref(), Some("v1"), "{f}: a finished rollback serves v1");
+        assert_eq!(served.as_deref(), Some(from), "{f}: a finished rollback serves {from}");
     } else {
-        assert_eq!(served.as_deref(), Some("v2"), "{f}: a finished deploy serves v2");
+        assert_eq!(served.as_deref(), Some(to), "{f}: a finished deploy serves {to}");
+    }
+    // Whatever the kill interrupted, one gunicorn master serves in the end, named by the pid file.
+    let pid_file = w.app.pid_file();
+    for leftover in [".2", ".oldbin"] {
+        let path = std::path::PathBuf::from(format!("{}{leftover}", pid_file.display()));
+        let live = fs_err::read_to_string(&path)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .is_some_and(|pid| {
+                fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+                    let state =
+                        stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+                    !matches!(state, Some("Z" | "X") | None)
+                })
+            });
+        assert!(!live, "{f}: a second master is left running ({})", path.display());
     }
     assert_eq!(w.health_status(), Some(200), "{f}: /health/");
     assert!(!w.app.maintenance_file().exists(), "{f}: the maintenance flag file is gone");
@@ -159,22 +194,42 @@ fn run_drill(drill: &Drill, w: &World, post: &str) {
 
 #[test]
 fn kill_drills_part_1_of_4() {
-    run_part(0);
+    run_part(0, MAINTENANCE);
 }
 
 #[test]
 fn kill_drills_part_2_of_4() {
-    run_part(1);
+    run_part(1, MAINTENANCE);
 }
 
 #[test]
 fn kill_drills_part_3_of_4() {
-    run_part(2);
+    run_part(2, MAINTENANCE);
 }
 
 #[test]
 fn kill_drills_part_4_of_4() {
-    run_part(3);
+    run_part(3, MAINTENANCE);
+}
+
+#[test]
+fn online_kill_drills_part_1_of_4() {
+    run_part(0, ONLINE);
+}
+
+#[test]
+fn online_kill_drills_part_2_of_4() {
+    run_part(1, ONLINE);
+}
+
+#[test]
+fn online_kill_drills_part_3_of_4() {
+    run_part(2, ONLINE);
+}
+
+#[test]
+fn online_kill_drills_part_4_of_4() {
+    run_part(3, ONLINE);
 }
 
 /// Every file under `dir` is readable by its owner only.

@@ -9,6 +9,7 @@ mod getting_started;
 mod kill;
 mod lock;
 mod offsite;
+mod online;
 mod operator;
 mod ops;
 mod options;
