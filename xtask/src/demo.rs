@@ -2,8 +2,9 @@
 //!
 //! It starts the stack's app over from release v1 and a fresh database, then runs the real binaries:
 //! deploy v1, capture the schema, deploy v2 (a migration and a new GraphQL field), capture again,
-//! deploy v3-broken (its migration fails half-way; the deploy rolls itself back), healthcheck, and a
-//! schema compare. Each command is printed with its output and its time; a summary closes the run.
+//! deploy v3-broken (its migration fails half-way; the deploy rolls itself back), healthcheck, a
+//! schema compare, and deploy v4 (a nullable column: online, without a maintenance window). Each command
+//! is printed with its output and its time; a summary closes the run.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -51,7 +52,7 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
     }
     let _ = fs::remove_file(&layout.maintenance_flag);
     let env = stack::up(&layout)?;
-    for version in ["v2", "v3-broken"] {
+    for version in ["v2", "v3-broken", "v4"] {
         stack::install_release(&layout, version)?;
     }
 
@@ -136,6 +137,12 @@ pub(crate) fn run(root: &Path, _args: &[String]) -> Result<()> {
             title: "schemaver compare 1.0.0 -> 1.1.0",
             bin: "schemaver",
             args: cfg(&["compare", "--from", "1.0.0", "--to", "1.1.0"]),
+            expect: 0,
+        },
+        Step {
+            title: "deploy v4 (a nullable column: online, the site never closes)",
+            bin: "deploy",
+            args: cfg(&["--version", "v4", "--yes"]),
             expect: 0,
         },
     ];

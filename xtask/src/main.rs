@@ -32,7 +32,7 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo           the main job on the local stack: deploy v1, v2, v3-broken (rolls back), healthcheck, schemaver
+  demo           the main job on the local stack: deploy v1, v2, v3-broken (rolls back), healthcheck, schemaver, v4 online
   stack up       start PostgreSQL, Redis and the demo app under target/stack/ (idempotent)
   stack down     stop everything the stack and the tests started there
   stack status   say what runs
