@@ -61,21 +61,23 @@ impl Load {
     }
 }
 
-/// The answers that are not 200, with the total, for a failure message.
-fn failures(answers: &[Result<u16, String>]) -> (Vec<String>, usize) {
-    let failed =
-        answers.iter().filter(|a| a != &&Ok(200)).map(|a| format!("{a:?}")).collect::<Vec<_>>();
-    (failed, answers.len())
+/// Every answer was 200 (none refused, reset, 503…), and there were enough to have watched the deploy.
+#[track_caller]
+fn assert_none_failed(answers: &[Result<u16, String>], out: &rail_testkit::Output) {
+    let failed: Vec<String> =
+        answers.iter().filter(|a| a != &&Ok(200)).map(|a| format!("{a:?}")).collect();
+    let total = answers.len();
+    assert!(
+        failed.is_empty(),
+        "{} of {total} requests failed: {failed:?}\n{}",
+        failed.len(),
+        out.describe()
+    );
+    assert!(total > 20, "the load really ran during the deploy ({total} requests)");
 }
 
 fn step_data(w: &World, step: &str) -> Value {
-    let journal = w.journal(&w.only_run_id());
-    journal
-        .events
-        .iter()
-        .find(|e| e["event"] == "step_end" && e["step"] == step)
-        .map(|e| e["data"].clone())
-        .unwrap_or_default()
+    w.journal(&w.only_run_id()).end_data(step)
 }
 
 /// Whether a process (not a zombie waiting for its adoptive parent) with this pid exists.
@@ -112,14 +114,7 @@ fn a_nullable_column_deploys_online_and_not_one_request_fails() {
     let out = w.deploy(&["--version", "v4", "--yes"]).run();
     let answers = load.finish();
     out.assert_success();
-    let (failed, total) = failures(&answers);
-    assert!(
-        failed.is_empty(),
-        "{} of {total} requests failed: {failed:?}\n{}",
-        failed.len(),
-        out.describe()
-    );
-    assert!(total > 20, "the load really ran during the deploy ({total} requests)");
+    assert_none_failed(&answers, &out);
 
     assert_eq!(w.served_release().as_deref(), Some("v4"));
     assert!(has_barcode_column(&w));
@@ -190,13 +185,7 @@ fn a_release_that_never_boots_is_never_served_and_no_request_fails() {
     let answers = load.finish();
     assert_eq!(out.code, Some(4), "{}", out.describe());
     assert!(all_output(&out).contains("did not take over"), "{}", out.describe());
-    let (failed, total) = failures(&answers);
-    assert!(
-        failed.is_empty(),
-        "{} of {total} requests failed: {failed:?}\n{}",
-        failed.len(),
-        out.describe()
-    );
+    assert_none_failed(&answers, &out);
     assert_eq!(w.served_release().as_deref(), Some("v2"));
     assert_eq!(w.app.pid(), Some(old_master), "the old master still serves");
     assert_eq!(w.current_link(), std::path::Path::new("releases/v2"));
@@ -252,13 +241,7 @@ fn online_rollback(on_failure: &str) -> (World, u64) {
             .unwrap_or(0);
     assert!(written > 10, "the writer wrote during the deploy ({written} rows)");
     assert_eq!(rows, written, "every write made during the deploy is kept\n{}", out.describe());
-    let rollback = w
-        .journal(&w.only_run_id())
-        .events
-        .iter()
-        .find(|e| e["event"] == "step_end" && e["step"] == "rollback")
-        .map(|e| e["data"].clone())
-        .expect("the rollback is journaled");
+    let rollback = step_data(&w, "rollback");
     assert!(rollback["database"].as_str().unwrap_or("").contains("not restored"), "{rollback}");
     w.assert_no_secret(&all_output(&out), "deploy's output");
     (w, written)
@@ -289,13 +272,7 @@ fn a_deploy_with_nothing_pending_restarts_without_a_failed_request() {
     let out = w.deploy(&["--yes"]).run();
     let answers = load.finish();
     out.assert_success();
-    let (failed, total) = failures(&answers);
-    assert!(
-        failed.is_empty(),
-        "{} of {total} requests failed: {failed:?}\n{}",
-        failed.len(),
-        out.describe()
-    );
+    assert_none_failed(&answers, &out);
     let pre = step_data(&w, "pre-checks");
     assert_eq!(pre["strategy"], "online", "{pre}");
     assert!(pre["decision"]["reason"].as_str().unwrap_or("").contains("no migration"), "{pre}");

@@ -80,14 +80,7 @@ fn deploy_v1_to_v2_adds_the_field_closing_the_site_only_inside_its_maintenance_w
     assert!(on < off, "maintenance-on {on} is before maintenance-off {off}");
     // The window holds only what must happen inside it: static files were collected by the
     // pre-checks, before it, and the collectstatic step inside it only swapped them in.
-    let end_of = |step: &str| {
-        journal
-            .events
-            .iter()
-            .find(|e| e["event"] == "step_end" && e["step"] == step)
-            .map(|e| e["data"].clone())
-            .unwrap_or_default()
-    };
+    let end_of = |step: &str| journal.end_data(step);
     assert!(end_of("pre-checks")["staged_static"].is_string(), "{}", end_of("pre-checks"));
     assert_eq!(end_of("collectstatic")["staged"], serde_json::Value::Bool(true));
     assert!(

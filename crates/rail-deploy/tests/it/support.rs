@@ -299,6 +299,15 @@ impl Journal {
             .map(|ts| ts.parse().unwrap_or_else(|err| panic!("journal ts {ts}: {err}")))
     }
 
+    /// The data of the first `step_end` of `step` (`null` when it never ended).
+    pub(crate) fn end_data(&self, step: &str) -> Value {
+        self.events
+            .iter()
+            .find(|e| e["event"] == "step_end" && e["step"] == step)
+            .map(|e| e["data"].clone())
+            .unwrap_or_default()
+    }
+
     /// The `outcome` of the `finish` line, if the run finished.
     pub(crate) fn finish_outcome(&self) -> Option<String> {
         self.events
