@@ -12,7 +12,7 @@
 //!    (`--strategy maintenance`; with nothing pending `auto` deploys online, with no window at all) and on
 //!    deploys of `v2` over `v1` (a NOT NULL column: the window), each undone by `rollback rollback
 //!    --previous` before the next round.
-//! 3. Requests during a deploy: clients on loopback asking `/health/` through a new connection every 20 ms
+//! 3. Requests during a deploy: clients on loopback asking `/` (which maintenance closes, unlike `/health/`) through a new connection every 20 ms
 //!    (bounded in count and time) while, in turn, `deploy` of the running release (online, the socket
 //!    handed over), the shell script (stop, then start) and `deploy` of v2 over v1 (the window) run.
 //!    Target: no failed request and no 503 during the online deploy.
@@ -314,7 +314,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     }
 
     util::stdout_line(
-        "\n3. requests during a deploy (3 clients, GET /health/, a new connection every 20 ms each)",
+        "\n3. requests during a deploy (3 clients, GET /, a new connection every 20 ms each)",
     );
     let port: u16 = bench
         .var("RAIL_APP_BIND")?
@@ -370,7 +370,7 @@ impl std::fmt::Display for Seen {
     }
 }
 
-/// Run `cmd` (its output dropped) while 3 clients ask `/health/` on `port` through a new connection
+/// Run `cmd` (its output dropped) while 3 clients ask `/` on `port` through a new connection
 /// every 20 ms; at most 10 minutes and 100,000 requests.
 fn under_load(port: u16, mut cmd: Command) -> Result<Seen> {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -383,7 +383,7 @@ fn under_load(port: u16, mut cmd: Command) -> Result<Seen> {
             let (stop, seen) = (Arc::clone(&stop), Arc::clone(&seen));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-                    let answer = util::http_get(port, "/health/", Duration::from_secs(30));
+                    let answer = util::http_get(port, "/", Duration::from_secs(30));
                     let mut s = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                     if s.total >= 100_000 {
                         break;

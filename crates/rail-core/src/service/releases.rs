@@ -611,7 +611,9 @@ impl ReleasesController {
     }
 
     /// Make the pid file name `new`: gunicorn renames `.2` itself within about a second of the old
-    /// master's exit; rail does it when gunicorn has not.
+    /// master's exit; rail does it when gunicorn has not. The second is waited for, not saved by renaming
+    /// first: until gunicorn has seen its parent gone it ignores USR2, so the next restart could not hand
+    /// over.
     async fn settle_pid_file(&self, new: i32) {
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline {
