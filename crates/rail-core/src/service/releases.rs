@@ -579,8 +579,29 @@ impl ReleasesController {
                 ))
             }
         }
-        // 2. The old workers finish their requests and leave; from now on only the new ones accept.
+        // 2. The old workers finish their requests and leave; once they are gone only the new ones
+        // accept, so the ready check below is answered by the new release, never by an old worker that
+        // took one more connection on its way out.
         let _ = kill(Pid::from_raw(old), Signal::SIGWINCH);
+        let drained_by = Instant::now() + self.stop_timeout;
+        loop {
+            // The new master is the old one's child too.
+            if children(old).iter().all(|pid| *pid == new) {
+                break;
+            }
+            if !alive(new) {
+                return Err(format!(
+                    "the new master {new} exited: its workers did not boot (see its log)"
+                ));
+            }
+            if Instant::now() >= drained_by {
+                return Err(format!(
+                    "the old workers did not finish their requests within {}",
+                    crate::config::human_duration(self.stop_timeout)
+                ));
+            }
+            tokio::time::sleep(POLL / 5).await;
+        }
         // 3. The new release must answer (a worker that cannot load the app makes its master exit).
         let client = self.ready_client();
         loop {
