@@ -168,13 +168,7 @@ fn run_drill(drill: &Drill, w: &World, post: &str, scenario: Scenario) {
         let live = fs_err::read_to_string(&path)
             .ok()
             .and_then(|p| p.trim().parse::<i32>().ok())
-            .is_some_and(|pid| {
-                fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-                    let state =
-                        stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-                    !matches!(state, Some("Z" | "X") | None)
-                })
-            });
+            .is_some_and(crate::support::alive);
         assert!(!live, "{f}: a second master is left running ({})", path.display());
     }
     assert_eq!(w.health_status(), Some(200), "{f}: /health/");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{all_output, wait_for, World};
+use crate::support::{alive, all_output, wait_for, World};
 
 /// Clients hitting a URL through new connections until stopped; every answer is recorded.
 struct Load {
@@ -78,14 +78,6 @@ fn assert_none_failed(answers: &[Result<u16, String>], out: &rail_testkit::Outpu
 
 fn step_data(w: &World, step: &str) -> Value {
     w.journal(&w.only_run_id()).end_data(step)
-}
-
-/// Whether a process (not a zombie waiting for its adoptive parent) with this pid exists.
-fn alive(pid: i32) -> bool {
-    fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
-        !matches!(state, Some("Z" | "X") | None)
-    })
 }
 
 fn has_barcode_column(w: &World) -> bool {

@@ -536,6 +536,14 @@ impl Drop for WebhookReceiver {
 /// Poll `cond` every 50 ms until it holds; panics after `limit` (a bound against hanging, far above
 /// what the condition needs: not a timing assertion).
 #[track_caller]
+/// Whether a process (not a zombie waiting for its adoptive parent) with this pid exists.
+pub(crate) fn alive(pid: i32) -> bool {
+    fs_err::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rfind(')').and_then(|i| stat[i + 1..].split_whitespace().next());
+        !matches!(state, Some("Z" | "X") | None)
+    })
+}
+
 pub(crate) fn wait_for(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = std::time::Instant::now() + limit;
     while !cond() {
