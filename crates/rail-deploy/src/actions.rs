@@ -74,14 +74,9 @@ impl Facts {
             };
             let strategy = params.strategy(cfg);
             let migrate_to = params.migrate_to.is_some();
-            let analysis = match &facts.pending {
-                _ if strategy == DeployStrategy::Maintenance || migrate_to => Ok(Vec::new()),
-                Ok(pending) => {
-                    crate::online::analyse(cfg, &dj, pending).await.map_err(|e| format!("{e:#}"))
-                }
-                Err(e) => Err(format!("the pending migrations could not be read: {e}")),
-            };
-            facts.decision = Some(crate::online::decide(strategy, analysis, migrate_to));
+            let pending = facts.pending.as_deref().map_err(Clone::clone);
+            facts.decision =
+                Some(crate::online::decide_for(cfg, &dj, strategy, migrate_to, pending).await);
             if strategy != DeployStrategy::Maintenance {
                 if let Some(name) = facts.pending.as_ref().ok().and_then(|p| p.first()) {
                     if let Some((app, migration)) = name.split_once('.') {
@@ -518,13 +513,8 @@ impl<'a> Real<'a> {
             let plan = dj.showmigrations()?.output().await.context("reading pending migrations")?;
             let plan = plan.stdout_text();
             let pending = django::pending_migrations(&plan);
-            // The analysis is read only when its verdict matters.
-            let analysis = if strategy == DeployStrategy::Maintenance || migrate_to {
-                Ok(Vec::new())
-            } else {
-                crate::online::analyse(cfg, &dj, &pending).await.map_err(|e| format!("{e:#}"))
-            };
-            let decision = crate::online::decide(strategy, analysis, migrate_to);
+            let decision =
+                crate::online::decide_for(cfg, &dj, strategy, migrate_to, Ok(&pending)).await;
             anyhow::Ok((pending, django::applied_before(&plan), decision))
         };
         let tests = async {

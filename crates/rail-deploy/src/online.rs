@@ -115,6 +115,24 @@ pub async fn analyse(
     Ok(pending.iter().zip(&sql).map(|(name, text)| analysis::analyze(name, text, &opts)).collect())
 }
 
+/// The strategy of a run from its pending migrations (or why they could not be read): the migrations
+/// are analysed only when the verdict matters (not for `maintenance`, not with `--migrate-to`). The
+/// deploy's pre-checks and its dry run decide through this one function.
+pub async fn decide_for(
+    cfg: &Config,
+    dj: &Django<'_>,
+    strategy: DeployStrategy,
+    migrate_to: bool,
+    pending: Result<&[String], String>,
+) -> Decision {
+    let analysis = match pending {
+        _ if strategy == DeployStrategy::Maintenance || migrate_to => Ok(Vec::new()),
+        Ok(pending) => analyse(cfg, dj, pending).await.map_err(|e| format!("{e:#}")),
+        Err(e) => Err(format!("the pending migrations could not be read: {e}")),
+    };
+    decide(strategy, analysis, migrate_to)
+}
+
 /// Estimated rows of each named table in the app's schemas, from `pg_class` (the planner's estimate,
 /// kept by autovacuum and ANALYZE; for a table never analysed, its size at about 100 bytes a row).
 async fn table_rows(
