@@ -32,11 +32,14 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  demo           the main job on the local stack: deploy v1, v2, v3-broken (rolls back), healthcheck, schemaver, v4 online
-  stack up       start PostgreSQL, Redis and the demo app under target/stack/ (idempotent)
+  demo [--engine docker]  the main job on the local stack: deploy v1, v2, v3-broken (rolls back), healthcheck, schemaver, v4 online
+                 (with --engine docker: the same against docker/docker-compose.yml, through nginx; no v4)
+  stack up [--engine docker]  start PostgreSQL, Redis and the demo app under target/stack/ (idempotent);
+                 with --engine docker: a private dockerd, the images, and docker/docker-compose.yml
   stack down     stop everything the stack and the tests started there
   stack status   say what runs
-  test [ARGS]    bring the stack up, then run the workspace's tests (ARGS go to nextest / cargo test)
+  test [--full] [ARGS]  bring the stack and the Docker engine up, then run the workspace's tests (ARGS go to nextest / cargo test);
+                 --full: every kill drill of every scenario (native, online, containers)
   ci [ARGS]      cargo fmt --check, cargo clippy -D warnings, then `test`
   bench [GROUP]  side-by-side timings against the programs rail replaces (`bench --help`)
   man            write the four binaries' man pages into docs/man/

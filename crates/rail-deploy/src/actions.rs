@@ -64,7 +64,7 @@ impl Facts {
         facts.current_version = crate::services::current_version(cfg).await;
         let target = params.version.clone().or_else(|| facts.current_version.clone());
         let dir = release_dir(cfg, target.as_deref());
-        let dj = Django::new(cfg, dir);
+        let dj = Django::new(cfg, dir).with_version(target.as_deref());
         let mut cmds = BTreeMap::new();
         if let Ok(cmd) = dj.showmigrations() {
             cmds.insert(Step::PreChecks, vec![cmd.display()]);
@@ -506,7 +506,8 @@ impl<'a> Real<'a> {
         if let Some(v) = &version_to {
             crate::services::check_version_exists(cfg, v)?;
         }
-        let dj = Django::new(cfg, release_dir(cfg, version_to.as_deref()));
+        let dj = Django::new(cfg, release_dir(cfg, version_to.as_deref()))
+            .with_version(version_to.as_deref());
         let strategy = self.params.strategy(cfg);
         let migrate_to = self.params.migrate_to.is_some();
         let pending = async {
@@ -777,6 +778,7 @@ impl<'a> Real<'a> {
 
     fn django(&self, state: &RunState) -> Django<'a> {
         Django::new(self.cfg(), release_dir(self.cfg(), state.version_to.as_deref()))
+            .with_version(state.version_to.as_deref())
     }
 
     async fn cache_clear(&self, state: &RunState) -> anyhow::Result<Value> {

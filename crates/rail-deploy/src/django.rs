@@ -4,9 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use rail_core::config::Config;
+use rail_core::config::{Config, ServiceBackend};
 use rail_core::process::Cmd;
 use rail_core::secret::{is_secret_variable, Secret};
+use rail_core::service::ComposeController;
 
 /// A `--migrate-to APP:MIGRATION` target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,14 +40,25 @@ pub struct Django<'a> {
     cfg: &'a Config,
     /// Where `manage.py` runs: the release being deployed.
     pub dir: PathBuf,
+    /// The app version being deployed, for `{version}` in the commands (the image tag that
+    /// `docker compose run` starts, say).
+    pub version: Option<String>,
 }
 
 impl<'a> Django<'a> {
     pub fn new(cfg: &'a Config, dir: PathBuf) -> Self {
-        Self { cfg, dir }
+        Self { cfg, dir, version: None }
     }
 
-    /// A command from a configured argument vector, `{python}` replaced, with the app's environment.
+    /// The commands of `version`: run in its release directory (see [`crate::actions`]), with
+    /// `{version}` replaced by it.
+    pub fn with_version(mut self, version: Option<&str>) -> Self {
+        self.version = version.map(str::to_owned);
+        self
+    }
+
+    /// A command from a configured argument vector, `{python}` and `{version}` replaced, with the
+    /// app's environment.
     pub fn command(&self, argv: &[String]) -> anyhow::Result<Cmd> {
         self.command_with_static_root(argv, &self.cfg.app.static_dir)
     }
@@ -62,8 +74,30 @@ impl<'a> Django<'a> {
             ["DATABASE_URL", "REDIS_URL", "SECRET_KEY", "STATIC_ROOT", "MEDIA_ROOT"];
         let Some((program, rest)) = argv.split_first() else { bail!("empty command") };
         let python = self.cfg.app.python.to_string_lossy();
-        let expand = |s: &str| s.replace("{python}", &python);
-        let mut cmd = Cmd::new(expand(program)).args(rest.iter().map(|a| expand(a))).cwd(&self.dir);
+        if argv.iter().any(|a| a.contains("{version}")) && self.version.is_none() {
+            bail!(
+                "`{}` uses {{version}}, but no app version was given (--version) and none is current",
+                argv.join(" ")
+            )
+        }
+        let version = self.version.as_deref().unwrap_or_default();
+        let expand = |s: &str| s.replace("{python}", &python).replace("{version}", version);
+        let compose = &self.cfg.services.compose;
+        if self.cfg.services.backend == ServiceBackend::Compose && !compose.run_service.is_empty() {
+            // Inside the release's image: its own environment (the compose file's) applies, not the
+            // host's; rail's settings do not cross into the container.
+            let argv: Vec<String> = argv.iter().map(|a| expand(a)).collect();
+            let controller = ComposeController::from_config(self.cfg)?;
+            return Ok(controller.run_command(
+                &compose.run_service,
+                self.version.as_deref(),
+                &argv,
+            )?);
+        }
+        let mut cmd = Cmd::new(expand(program)).args(rest.iter().map(|a| expand(a)));
+        if !self.dir.as_os_str().is_empty() {
+            cmd = cmd.cwd(&self.dir);
+        }
         for (key, value) in app_env(self.cfg)? {
             if OWN.contains(&key.as_str()) {
                 continue;

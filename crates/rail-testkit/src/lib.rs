@@ -14,6 +14,8 @@
 //! - [`ThrowawayPostgres`], [`ThrowawayRedis`]: servers of the test's own, for tests that stop, kill
 //!   or fill a server;
 //! - [`TestApp`]: a private gunicorn instance of the demo app with its own releases root;
+//! - [`ComposeStack`]: `docker/docker-compose.yml` as a compose project of the test's own, on the
+//!   private Docker engine `cargo xtask test` started;
 //! - [`http_get`], [`http_post_json`], [`redis_command`], [`query`]: small clients to look at what the
 //!   tools did.
 //!
@@ -36,6 +38,7 @@
 
 mod app;
 mod cmd;
+mod compose;
 mod db;
 mod dir;
 mod http;
@@ -47,6 +50,7 @@ mod throwaway;
 
 pub use app::{built_release, TestApp};
 pub use cmd::{bin, cmd, filter, run, snapshot_filters, Cmd, Output, Running};
+pub use compose::{ComposeStack, HEALTH_INTERVAL_SECS};
 pub use db::{query, Rows, TestDb};
 pub use dir::TestDir;
 pub use http::{http_get, http_post_json, http_request, HttpResponse};

@@ -8,6 +8,7 @@
 
 mod app;
 pub(crate) use app::{forget_setup, install_release};
+pub(crate) mod docker;
 mod postgres;
 mod redis;
 mod s3;
@@ -82,11 +83,46 @@ impl Layout {
     }
 }
 
-const USAGE: &str = "usage: cargo xtask stack up|down|status";
+const USAGE: &str = "usage: cargo xtask stack up [--engine native|docker] | down | status";
+
+/// Which stack `up` brings up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EngineKind {
+    Native,
+    Docker,
+}
+
+/// `--engine native|docker` (or `--engine=…`) among `args`; native when absent.
+pub(crate) fn engine_arg(args: &[String]) -> Result<(EngineKind, Vec<String>)> {
+    let mut kind = EngineKind::Native;
+    let mut rest = Vec::new();
+    let mut iter = args.iter();
+    while let Some(arg) = iter.next() {
+        let value = if arg == "--engine" {
+            Some(iter.next().map(String::as_str).unwrap_or_default().to_owned())
+        } else {
+            arg.strip_prefix("--engine=").map(str::to_owned)
+        };
+        match value.as_deref() {
+            None => rest.push(arg.clone()),
+            Some("native") => kind = EngineKind::Native,
+            Some("docker") => kind = EngineKind::Docker,
+            Some(other) => bail!("--engine `{other}`: use native or docker"),
+        }
+    }
+    Ok((kind, rest))
+}
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let layout = Layout::new(root);
+    let (engine, args) = engine_arg(args)?;
     match args.first().map(String::as_str) {
+        Some("up") if engine == EngineKind::Docker => {
+            let env = up_docker(root, &layout, "v1")?;
+            print!("{}", env.render_redacted());
+            util::stdout_line(&format!("(values in full: {})", layout.env_file.display()));
+            Ok(())
+        }
         Some("up") => {
             let env = up(&layout)?;
             print!("{}", env.render_redacted());
@@ -248,12 +284,51 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
     let settings = Settings::choose(layout, &previous)?;
     let mut env = stack_env(layout, &tools, &settings);
     env.set("RAIL_S3_SERVER", s3::ensure()?.display().to_string());
+    // What the container engine and the compose stack wrote stays.
+    for (key, value) in previous.iter() {
+        if env.get(key).is_none() {
+            env.set(key, value);
+        }
+    }
     // Saved before anything starts, so ports and passwords survive a failed `up`.
     env.save(&layout.env_file)?;
 
     postgres::up(layout, &tools, settings.pg_port, &settings.pg_password)?;
     redis::up(layout, &tools, settings.redis_port)?;
     app::up(layout, &tools, &env)?;
+    Ok(env)
+}
+
+/// The engine and its images, recorded in the env file (what the tests need; no compose stack).
+pub(crate) fn up_engine(root: &Path, layout: &Layout, binaries: &Path) -> Result<EnvFile> {
+    let engine = docker::engine_up(layout)?;
+    docker::build_images(root, &engine, binaries)?;
+    let mut env = EnvFile::load(&layout.env_file)?.unwrap_or_default();
+    engine.describe(root, &mut env);
+    env.save(&layout.env_file)?;
+    Ok(env)
+}
+
+/// `stack up --engine docker`: the engine, the images, then docker-compose.yml on `release`.
+pub(crate) fn up_docker(root: &Path, layout: &Layout, release: &str) -> Result<EnvFile> {
+    fs::create_dir_all(&layout.stack)?;
+    crate::demo::build_tools(root)?;
+    let mut env = up_engine(root, layout, &root.join("target/debug"))?;
+    let engine = docker::Engine::new(layout);
+    let running = docker::compose_running(root, &engine);
+    let settings = docker::ComposeSettings::choose(&env, running)?;
+    settings.describe(docker::PROJECT, &mut env);
+    ensure_backup_key(&layout.backup_key)?;
+    env.set("RAIL_BACKUP_KEY_FILE", layout.backup_key.display().to_string());
+    if env.get("SECRET_KEY").is_none_or(str::is_empty) {
+        env.set("SECRET_KEY", util::random_hex(32)?);
+    }
+    env.save(&layout.env_file)?;
+    if !running {
+        docker::compose_up(root, &engine, &env, release)?;
+    } else {
+        util::stdout_line(&format!("compose stack {}: running", docker::PROJECT));
+    }
     Ok(env)
 }
 
@@ -278,6 +353,8 @@ fn down(layout: &Layout) -> Result<()> {
     stopped += redis::down(layout);
     stopped += postgres::down(layout);
     stopped += stop_scratch(layout)?;
+    // The engine last: its containers (the compose stack's and any a test left) go with it.
+    stopped += usize::from(docker::engine_down(layout));
     util::stdout_line(&format!("stack down: stopped {stopped} process(es)"));
     Ok(())
 }

@@ -188,7 +188,8 @@ pub struct DeployConfig {
     pub migrate_when_none_pending: bool,
     /// Pause between two rounds of post-deploy health checks.
     pub health_check_interval: HumanDuration,
-    /// Argument vectors of the Django steps. `{python}` is replaced by `app.python`.
+    /// Argument vectors of the Django steps. `{python}` is replaced by `app.python`, `{version}` by the
+    /// app version being deployed (e.g. `docker compose run --rm` of that image tag).
     pub migrate_command: Vec<String>,
     pub showmigrations_command: Vec<String>,
     pub collectstatic_command: Vec<String>,
@@ -621,21 +622,35 @@ pub enum Handover {
 #[schemars(deny_unknown_fields)]
 pub struct ComposeBackend {
     pub file: PathBuf,
+    /// More compose files, passed after `file` (`-f FILE -f OVERRIDE…`), e.g. one that swaps images.
+    pub override_files: Vec<PathBuf>,
     pub project: String,
     pub services: Vec<String>,
     /// Variable that carries the app version to compose (the image tag).
     pub version_variable: String,
+    /// `docker` (runs `docker compose …`, Compose v2) or a path to `docker-compose` (Compose v1, run
+    /// without the `compose` word). Both are driven with the commands they share.
     pub program: PathBuf,
+    /// The Docker CLI, which reads the containers' state and health (`docker inspect`).
+    pub docker: PathBuf,
+    /// When set, the Django steps (showmigrations, migrate, collectstatic, tests, sqlmigrate) run inside
+    /// the release being deployed: `compose run --rm --no-deps -T SERVICE ARGV…` with the version
+    /// variable set to it, so the new image's code and environment migrate the database. `app.python`
+    /// is then the image's Python (`python`), and static files are collected in place.
+    pub run_service: String,
 }
 
 impl Default for ComposeBackend {
     fn default() -> Self {
         Self {
             file: PathBuf::from("docker-compose.yml"),
+            override_files: Vec::new(),
             project: String::new(),
             services: Vec::new(),
             version_variable: "IMAGE_TAG".into(),
             program: PathBuf::from("docker"),
+            docker: PathBuf::from("docker"),
+            run_service: String::new(),
         }
     }
 }

@@ -95,9 +95,7 @@ fn compose_builds_its_argument_vectors() {
             "shop",
             "up",
             "-d",
-            "--wait",
-            "--wait-timeout",
-            "90",
+            "--no-deps",
             "web",
             "worker"
         ]
@@ -112,7 +110,7 @@ fn compose_builds_its_argument_vectors() {
         compose.restart_command(&web).argv()[6..],
         ["restart", "--timeout", "20", "web", "worker"]
     );
-    assert_eq!(compose.ps_command(&[]).argv()[6..], ["ps", "--all", "--format", "json"]);
+    assert_eq!(compose.ps_command(&[]).argv()[6..], ["ps", "-a", "-q"]);
 
     // The configured services win over the names given; no project means no -p.
     config.services.compose.project = String::new();
@@ -133,9 +131,33 @@ fn compose_builds_its_argument_vectors() {
         ]
     );
     assert!(compose.up_command(&web, Some("v3")).unwrap().display().starts_with("APP_TAG=v3 "));
+    let plan = compose.plan(Action::Restart, &web, Some("v3"));
     assert_eq!(
-        compose.plan(Action::Restart, &web, Some("v3")),
-        ["APP_TAG=v3 docker compose -f /srv/shop/docker-compose.yml up -d --wait --wait-timeout 90 app"]
+        plan[0],
+        "APP_TAG=v3 docker compose -f /srv/shop/docker-compose.yml up -d --no-deps app"
+    );
+    assert!(
+        plan[1].contains("docker compose -f /srv/shop/docker-compose.yml ps -a -q app"),
+        "{plan:?}"
+    );
+
+    // Compose v1 is its own program (no `compose` word); override files follow the main file.
+    config.services.compose.program = "/usr/bin/docker-compose".into();
+    config.services.compose.override_files = vec!["/srv/shop/local.yml".into()];
+    let compose = ComposeController::from_config(&config).unwrap();
+    assert_eq!(
+        compose.restart_command(&web).argv(),
+        [
+            "/usr/bin/docker-compose",
+            "-f",
+            "/srv/shop/docker-compose.yml",
+            "-f",
+            "/srv/shop/local.yml",
+            "restart",
+            "--timeout",
+            "20",
+            "app"
+        ]
     );
 }
 

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod compose;
 mod dryrun;
 mod failures;
 mod getting_started;

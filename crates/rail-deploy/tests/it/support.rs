@@ -332,7 +332,11 @@ impl Journal {
 /// pg_dump's per-run `\restrict` keys are dropped and the rows of each table are sorted (a restore
 /// may store them in another physical order).
 pub(crate) fn logical_state(db: &TestDb) -> String {
-    let dump = db.dump();
+    normalise_dump(&db.dump())
+}
+
+/// [`logical_state`] of a dump taken otherwise (of a database in a container, say).
+pub(crate) fn normalise_dump(dump: &str) -> String {
     let mut out = Vec::new();
     let mut rows: Vec<&str> = Vec::new();
     let mut in_copy = false;
