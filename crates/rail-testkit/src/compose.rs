@@ -108,6 +108,14 @@ impl ComposeStack {
             started.elapsed(),
             stack.logs()
         );
+        // Each gunicorn worker answers its first requests slowly (Django builds its URL resolver and
+        // the GraphQL schema then): warm them all, so that a deploy's pre-checks judge the site, not
+        // its first seconds.
+        let graphql = serde_json::json!({"query": "{ __typename }"});
+        for _ in 0..12 {
+            let _ = crate::http_get(&format!("{}/health/", stack.app_url()));
+            let _ = crate::http_post_json(&format!("{}/graphql/", stack.app_url()), &graphql);
+        }
         stack
     }
 
