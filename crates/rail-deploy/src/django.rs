@@ -52,6 +52,7 @@ impl<'a> Django<'a> {
 
     /// The commands of `version`: run in its release directory (see [`crate::actions`]), with
     /// `{version}` replaced by it.
+    #[must_use]
     pub fn with_version(mut self, version: Option<&str>) -> Self {
         self.version = version.map(str::to_owned);
         self
@@ -272,6 +273,53 @@ mod tests {
             dj.showmigrations().unwrap().argv(),
             ["/venv/bin/python", "manage.py", "showmigrations", "--plan"]
         );
+    }
+
+    #[test]
+    fn compose_run_service_runs_the_steps_in_the_new_image() {
+        let mut cfg = Config::default();
+        cfg.app.python = "python".into();
+        cfg.database.url = rail_core::secret::Secret::new("postgresql://u:pw@127.0.0.1:5433/db");
+        cfg.services.backend = ServiceBackend::Compose;
+        cfg.services.compose.file = "/srv/docker-compose.yml".into();
+        cfg.services.compose.project = "shop".into();
+        cfg.services.compose.run_service = "web".into();
+        let dj = Django::new(&cfg, PathBuf::new()).with_version(Some("v2"));
+        let cmd = dj.migrate(None).unwrap();
+        assert_eq!(
+            cmd.argv(),
+            [
+                "docker",
+                "compose",
+                "-f",
+                "/srv/docker-compose.yml",
+                "-p",
+                "shop",
+                "run",
+                "--rm",
+                "--no-deps",
+                "-T",
+                "web",
+                "python",
+                "manage.py",
+                "migrate",
+                "--noinput"
+            ]
+        );
+        let shown = cmd.display();
+        assert!(shown.starts_with("IMAGE_TAG=v2 docker compose"), "{shown}");
+        // The host's settings stay on the host: the container has the compose file's.
+        assert!(!shown.contains("DATABASE_URL") && !shown.contains("pw"), "{shown}");
+        // Without a version to run, a command that needs one says so.
+        let err = Django::new(&cfg, PathBuf::new()).migrate(None);
+        assert!(err.is_ok(), "run_service without a version runs the compose file's default tag");
+        cfg.deploy.migrate_command =
+            ["{python}", "manage.py", "migrate", "--tag={version}"].map(str::to_owned).to_vec();
+        cfg.services.compose.run_service = String::new();
+        let err = Django::new(&cfg, PathBuf::new()).migrate(None).unwrap_err().to_string();
+        assert!(err.contains("{version}") && err.contains("--version"), "{err}");
+        let cmd = Django::new(&cfg, PathBuf::new()).with_version(Some("v3")).migrate(None).unwrap();
+        assert_eq!(cmd.argv(), ["python", "manage.py", "migrate", "--tag=v3"]);
     }
 
     #[test]

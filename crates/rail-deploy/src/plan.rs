@@ -322,8 +322,8 @@ pub(crate) fn staged_static(cfg: &Config) -> bool {
         && cfg.deploy.static_strategy == rail_core::config::StaticStrategy::Staged
         && !cfg.app.static_dir.as_os_str().is_empty()
         // collectstatic inside the release's container writes where its image says, in place.
-        && !(cfg.services.backend == rail_core::config::ServiceBackend::Compose
-            && !cfg.services.compose.run_service.is_empty())
+        && (cfg.services.backend != rail_core::config::ServiceBackend::Compose
+            || cfg.services.compose.run_service.is_empty())
 }
 
 fn display_or(path: &Path, fallback: &str) -> String {

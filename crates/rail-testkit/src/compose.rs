@@ -164,7 +164,7 @@ impl ComposeStack {
 
     /// A `docker-compose` command of this project.
     pub fn compose(&self) -> Command {
-        let mut cmd = Command::new(self.var("RAIL_COMPOSE"));
+        let mut cmd = crate::proc::command(self.var("RAIL_COMPOSE"));
         cmd.envs(self.vars())
             .arg("-f")
             .arg(self.var("RAIL_COMPOSE_FILE"))
@@ -177,7 +177,7 @@ impl ComposeStack {
 
     /// A `docker` command against the test engine.
     pub fn docker(&self) -> Command {
-        let mut cmd = Command::new(self.var("RAIL_DOCKER"));
+        let mut cmd = crate::proc::command(self.var("RAIL_DOCKER"));
         cmd.env("DOCKER_HOST", self.var("DOCKER_HOST")).stdin(Stdio::null());
         cmd
     }

@@ -223,7 +223,7 @@ pub(crate) fn engine_up(layout: &Layout) -> Result<Engine> {
 pub(crate) fn engine_down(layout: &Layout) -> bool {
     let engine = Engine::new(layout);
     let Some(pid) = engine.running_pid() else {
-        let _ = fs::remove_dir_all(&engine.exec_root);
+        remove_exec_root(&engine.exec_root);
         return false;
     };
     if engine.answers() {
@@ -245,9 +245,27 @@ pub(crate) fn engine_down(layout: &Layout) -> bool {
         let _ = engine.docker().args(["volume", "prune", "-f"]).output();
     }
     util::stop_pid(pid, "dockerd", Signal::SIGTERM, Duration::from_secs(20));
-    let _ = fs::remove_dir_all(&engine.exec_root);
+    remove_exec_root(&engine.exec_root);
     let _ = fs::remove_file(&engine.socket);
     true
+}
+
+/// dockerd leaves the default network namespace bind-mounted under its exec root (`netns/default`):
+/// unmount what is mounted there, then remove the directory.
+fn remove_exec_root(exec_root: &Path) {
+    let prefix = format!("{}/", exec_root.display());
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut points: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|point| point.starts_with(&prefix))
+        .collect();
+    // Deepest first.
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        let _ = util::command("umount").args(["-l", point]).output();
+    }
+    let _ = fs::remove_dir_all(exec_root);
 }
 
 /// One image to build: its Dockerfile, context, build arguments and the files its content hash covers.
@@ -421,8 +439,9 @@ fn debian_mirror() -> String {
         sources.extend(more);
     }
     for path in sources {
-        let name = path.to_string_lossy().into_owned();
-        if !(name.ends_with(".list") || name.ends_with(".sources")) {
+        let listed = path.file_name().is_some_and(|n| n == "sources.list")
+            || path.extension().is_some_and(|e| e == "list" || e == "sources");
+        if !listed {
             continue;
         }
         let Ok(text) = fs::read_to_string(&path) else { continue };

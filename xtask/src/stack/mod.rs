@@ -324,10 +324,10 @@ pub(crate) fn up_docker(root: &Path, layout: &Layout, release: &str) -> Result<E
         env.set("SECRET_KEY", util::random_hex(32)?);
     }
     env.save(&layout.env_file)?;
-    if !running {
-        docker::compose_up(root, &engine, &env, release)?;
-    } else {
+    if running {
         util::stdout_line(&format!("compose stack {}: running", docker::PROJECT));
+    } else {
+        docker::compose_up(root, &engine, &env, release)?;
     }
     Ok(env)
 }

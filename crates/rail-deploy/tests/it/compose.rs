@@ -107,16 +107,18 @@ fn assert_nothing_left(stack: &mut ComposeStack) {
 }
 
 /// A client asking `/` through nginx every 50 ms, recording when and what it got.
+type Seen = Arc<Mutex<Vec<(DateTime<Utc>, u16)>>>;
+
 struct Poller {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(DateTime<Utc>, u16)>>>,
+    seen: Seen,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Poller {
     fn start(url: String) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(Vec::new()));
+        let seen: Seen = Arc::new(Mutex::new(Vec::new()));
         let (s, r) = (stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || {
             // Bounded: 20 minutes at most, whatever happens to the test.
@@ -246,6 +248,8 @@ fn the_images_build_with_buildkit_too() {
 }
 
 #[test]
+// What it measured goes to the test's output, for the record.
+#[allow(clippy::print_stderr)]
 fn docker_reports_the_web_container_health_through_rails_healthcheck() {
     let mut stack = ComposeStack::up("v1");
     let limit = Duration::from_secs(120);
@@ -288,11 +292,23 @@ fn docker_reports_the_web_container_health_through_rails_healthcheck() {
 }
 
 #[test]
+// What it measured goes to the test's output, for the record.
+#[allow(clippy::print_stderr)]
 fn deploy_and_rollback_drive_the_compose_stack() {
     let mut stack = ComposeStack::up("v1");
     assert_eq!(served_release(&stack).as_deref(), Some("v1"));
     assert!(!has_stock_column(&stack));
     let v1_state = state(&stack);
+    // nginx answers from the shared flag alone: 503 with Retry-After while it exists, proxies after.
+    let flag = stack.volume_dir("maintenance").join("flag.json");
+    fs_err::write(&flag, "{}").unwrap();
+    let closed = http_get(&format!("{}/", stack.app_url())).expect("GET / in maintenance");
+    fs_err::remove_file(&flag).unwrap();
+    assert_eq!(closed.status, 503, "{}", closed.body);
+    let retry_after =
+        closed.headers.iter().find(|(k, _)| k == "retry-after").map(|(_, v)| v.as_str());
+    assert_eq!(retry_after, Some("30"), "{:?}", closed.headers);
+    assert_eq!(http_get(&format!("{}/", stack.app_url())).expect("GET /").status, 200);
 
     // v1 → v2 with a client polling through nginx.
     let poller = Poller::start(format!("{}/", stack.app_url()));
@@ -327,7 +343,6 @@ fn deploy_and_rollback_drive_the_compose_stack() {
     assert!(unavailable > 0, "the window was seen ({ok} ok)");
     assert!(ok > 0);
     eprintln!("client through nginx: {ok} × 200, {unavailable} × 503 (inside the window)");
-    let flag = stack.volume_dir("maintenance").join("flag.json");
     assert!(!flag.exists(), "maintenance off");
 
     // v3-broken: its migration fails; the database is back to v2's, v2's container serves.
@@ -390,9 +405,10 @@ fn container_drill(fault: &str) {
     );
     let state_now = state(&stack);
     let served = served_release(&stack);
-    if crate::support::state_diff(&state_now, &pre).is_none() {
-        panic!("{fault}: a resumed deploy ends on v2, the database is v1's (served {served:?})");
-    }
+    assert!(
+        crate::support::state_diff(&state_now, &pre).is_some(),
+        "{fault}: a resumed deploy ends on v2, the database is v1's (served {served:?})"
+    );
     assert!(has_stock_column(&stack), "{fault}: v2's schema");
     assert_eq!(served.as_deref(), Some("v2"), "{fault}: v2 serves");
     assert_eq!(stack.image("web"), "rail-demo:v2", "{fault}");
@@ -438,8 +454,13 @@ fn container_faults(part: usize, parts: usize) -> Vec<String> {
         faults.push("kill:migrate:during".into());
     } else {
         faults.extend(
-            ["kill:backup:after", "kill:migrate:during", "kill:restart:before", "kill:post-checks:after"]
-                .map(str::to_owned),
+            [
+                "kill:backup:after",
+                "kill:migrate:during",
+                "kill:restart:before",
+                "kill:post-checks:after",
+            ]
+            .map(str::to_owned),
         );
     }
     for fault in &faults {
