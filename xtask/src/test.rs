@@ -19,29 +19,84 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let args: Vec<String> = args.iter().filter(|a| *a != "--full").cloned().collect();
     let layout = stack::Layout::new(root);
     stack::up(&layout)?;
-    // The container tests' images carry the binaries of this build.
+    let nextest = has_nextest();
+    // The container tests' images: the Debian base and the stand-ins while cargo builds the tools, the
+    // tools and app images (which carry this build's binaries) while cargo builds the tests. Image
+    // builds mostly wait on the network and the disk, compiling is CPU.
+    let started = std::time::Instant::now();
+    let engine = stack::docker::engine_up(&layout)?;
+    let base = {
+        let (root, engine) = (root.to_owned(), stack::docker::Engine::new(&layout));
+        std::thread::spawn(move || stack::docker::build_base_images(&root, &engine))
+    };
     crate::demo::build_tools(root)?;
-    stack::up_engine(root, &layout, &root.join("target").join("debug"))?;
+    let images = {
+        let (root, engine) = (root.to_owned(), stack::docker::Engine::new(&layout));
+        std::thread::spawn(move || -> Result<()> {
+            base.join().map_err(|_| anyhow::anyhow!("the image build panicked"))??;
+            stack::docker::build_app_images(&root, &engine, &root.join("target").join("debug"))
+        })
+    };
+    let mut build = util::command(cargo());
+    if nextest {
+        build.args(["nextest", "run", "--no-run"]);
+    } else {
+        build.args(["test", "--no-run"]);
+    }
+    if !narrowed(&args) {
+        build.arg("--workspace");
+    }
+    build.args(build_args(&args));
+    let compiled = util::run(build.current_dir(root)).context("building the tests");
+    images.join().map_err(|_| anyhow::anyhow!("the image build panicked"))??;
+    compiled?;
+    util::stdout_line(&format!(
+        "images and tests: ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    ));
+    stack::record_engine(root, &layout, &engine)?;
     let mut cmd = util::command(cargo());
     if full {
         cmd.env("RAIL_TEST_FULL", "1");
     }
-    if has_nextest() {
+    if nextest {
         cmd.args(["nextest", "run"]);
     } else {
         util::stdout_line("cargo-nextest is not installed: running `cargo test` instead");
         cmd.arg("test");
     }
-    // `-p crate` narrows the run; with `--workspace` beside it cargo would still build everything.
-    if !args
-        .iter()
-        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2))
-    {
+    if !narrowed(&args) {
         cmd.arg("--workspace");
     }
     cmd.args(&args).current_dir(root);
     util::stdout_line(&format!("$ {}", util::display(&cmd)));
     util::run(&mut cmd).context("tests failed")
+}
+
+/// `-p crate` narrows the run; with `--workspace` beside it cargo would still build everything.
+fn narrowed(args: &[String]) -> bool {
+    args.iter()
+        .any(|a| a == "-p" || a.starts_with("--package") || (a.starts_with("-p") && a.len() > 2))
+}
+
+/// The arguments of a test run that choose what is built: the packages, the profile, cargo's own.
+fn build_args(args: &[String]) -> Vec<String> {
+    let mut kept = Vec::new();
+    let mut iter = args.iter().peekable();
+    while let Some(arg) = iter.next() {
+        let takes_value = arg == "-p" || arg == "--package" || arg == "--cargo-profile";
+        if takes_value {
+            kept.push(arg.clone());
+            kept.extend(iter.next().cloned());
+        } else if arg.starts_with("--package=")
+            || (arg.starts_with("-p") && arg.len() > 2)
+            || arg.starts_with("--cargo")
+            || arg == "--release"
+        {
+            kept.push(arg.clone());
+        }
+    }
+    kept
 }
 
 /// The cargo that runs xtask (cargo sets CARGO for the programs it runs).
@@ -56,4 +111,25 @@ fn has_nextest() -> bool {
         .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| (*a).to_owned()).collect()
+    }
+
+    #[test]
+    fn the_build_keeps_what_chooses_the_binaries_and_drops_the_filters() {
+        let args =
+            strings(&["-p", "rail-deploy", "-E", "test(/compose/)", "--release", "-prail-core"]);
+        assert_eq!(build_args(&args), strings(&["-p", "rail-deploy", "--release", "-prail-core"]));
+        assert!(narrowed(&args));
+        let args = strings(&["--package=rail-core", "--no-capture", "--cargo-profile", "ci"]);
+        assert_eq!(build_args(&args), strings(&["--package=rail-core", "--cargo-profile", "ci"]));
+        assert!(narrowed(&args));
+        assert!(!narrowed(&strings(&["-E", "test(/x/)"])));
+    }
 }

@@ -499,6 +499,15 @@ fn stage_binaries(root: &Path, profile_dir: &Path) -> Result<PathBuf> {
 /// profile directory holding the four binaries (`target/debug`).
 pub(crate) fn build_images(root: &Path, engine: &Engine, binaries: &Path) -> Result<()> {
     let started = Instant::now();
+    build_base_images(root, engine)?;
+    build_app_images(root, engine, binaries)?;
+    util::stdout_line(&format!("images: ready in {:.1} s", started.elapsed().as_secs_f64()));
+    Ok(())
+}
+
+/// The Debian base and the stand-ins of `docker/local/`: nothing of this build goes in them, so they
+/// can be built while cargo compiles.
+pub(crate) fn build_base_images(root: &Path, engine: &Engine) -> Result<()> {
     base_image(engine)?;
     let base = ("BASE_IMAGE".to_owned(), BASE_IMAGE.to_owned());
     let base_id = format!("base {}", image_id(engine, BASE_IMAGE)?);
@@ -517,6 +526,13 @@ pub(crate) fn build_images(root: &Path, engine: &Engine, binaries: &Path) -> Res
             },
         )?;
     }
+    Ok(())
+}
+
+/// The tools image from the host's build of the binaries, and the demo app's images, which copy its
+/// `healthcheck`.
+pub(crate) fn build_app_images(root: &Path, engine: &Engine, binaries: &Path) -> Result<()> {
+    let base_id = format!("base {}", image_id(engine, BASE_IMAGE)?);
     let staged = stage_binaries(root, binaries)?;
     let staged_rel = staged.strip_prefix(root).unwrap_or(&staged).display().to_string();
     build(
@@ -562,7 +578,6 @@ pub(crate) fn build_images(root: &Path, engine: &Engine, binaries: &Path) -> Res
             },
         )?;
     }
-    util::stdout_line(&format!("images: ready in {:.1} s", started.elapsed().as_secs_f64()));
     Ok(())
 }
 

@@ -303,6 +303,15 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
 pub(crate) fn up_engine(root: &Path, layout: &Layout, binaries: &Path) -> Result<EnvFile> {
     let engine = docker::engine_up(layout)?;
     docker::build_images(root, &engine, binaries)?;
+    record_engine(root, layout, &engine)
+}
+
+/// Writes how to reach the engine into the stack's env file.
+pub(crate) fn record_engine(
+    root: &Path,
+    layout: &Layout,
+    engine: &docker::Engine,
+) -> Result<EnvFile> {
     let mut env = EnvFile::load(&layout.env_file)?.unwrap_or_default();
     engine.describe(root, &mut env);
     env.save(&layout.env_file)?;
