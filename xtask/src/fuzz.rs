@@ -25,17 +25,50 @@ pub(crate) const TARGETS: &[&str] = &[
     "operations",
 ];
 
+fn cargo_answers(args: &[&str]) -> bool {
+    util::command("cargo")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether the nightly toolchain the fuzz targets build with is here.
+pub(crate) fn nightly() -> bool {
+    cargo_answers(&["+nightly", "--version"])
+}
+
 /// Whether `cargo +nightly fuzz` can run here.
 pub(crate) fn available() -> bool {
-    let ok = |args: &[&str]| {
-        util::command("cargo")
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+    nightly() && cargo_answers(&["fuzz", "--version"])
+}
+
+/// For `cargo xtask ci`: installs cargo-fuzz where it is missing and builds the targets, under
+/// `nice -n 19`, output in `target/ci/fuzz-build.log`. Returns the seconds it took; a failure here
+/// shows again, with its message, when `run` builds.
+pub(crate) fn prepare_in_background(root: &Path) -> f64 {
+    let started = Instant::now();
+    let log_dir = root.join("target").join("ci");
+    let log = fs::create_dir_all(&log_dir)
+        .and_then(|()| fs::File::create(log_dir.join("fuzz-build.log")));
+    let niced = |args: &[&str]| {
+        let mut cmd = util::command("nice");
+        cmd.args(["-n", "19", "cargo"]).args(args).current_dir(root).stdin(Stdio::null());
+        let files =
+            log.as_ref().ok().and_then(|f| Some((f.try_clone().ok()?, f.try_clone().ok()?)));
+        match files {
+            Some((out, err)) => cmd.stdout(out).stderr(err),
+            None => cmd.stdout(Stdio::null()).stderr(Stdio::null()),
+        };
+        cmd.status().is_ok_and(|s| s.success())
     };
-    ok(&["+nightly", "--version"]) && ok(&["fuzz", "--version"])
+    let installed =
+        cargo_answers(&["fuzz", "--version"]) || niced(&["install", "cargo-fuzz", "--locked"]);
+    if installed {
+        niced(&["+nightly", "fuzz", "build"]);
+    }
+    started.elapsed().as_secs_f64()
 }
 
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
