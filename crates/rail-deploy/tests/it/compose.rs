@@ -275,10 +275,18 @@ fn docker_reports_the_web_container_health_through_rails_healthcheck() {
     );
     let took = stopped.elapsed();
     eprintln!("web unhealthy {took:?} after the database stopped (interval {HEALTH_INTERVAL_SECS} s × 3 retries)");
+    // The probes that failed are rail's verdict on the application: the app answers 503 naming the
+    // database, or (while its connection attempt hangs on the stopped container's name) not at all.
     let last = stack.inspect("web", "{{json .State.Health.Log}}");
+    let probes: Vec<serde_json::Value> =
+        serde_json::from_str(&last).expect("the health log is JSON");
+    let failed: Vec<&str> =
+        probes.iter().filter(|p| p["ExitCode"] != 0).filter_map(|p| p["Output"].as_str()).collect();
+    assert!(!failed.is_empty(), "no failed probe in {last}");
     assert!(
-        last.contains("database") || last.contains("503"),
-        "the failing probe says why: {last}"
+        failed.iter().all(|o| o.contains("critical application")
+            && (o.contains("database") || o.contains("503") || o.contains("no answer within"))),
+        "each failing probe says why: {failed:?}"
     );
 
     let start = stack.compose().args(["start", "db"]).output().expect("compose start db");
