@@ -214,17 +214,8 @@ impl ComposeStack {
     }
 
     /// Polls `ready` every 200 ms up to `timeout`.
-    pub fn wait_for(&self, timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if ready() {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+    pub fn wait_for(&self, timeout: Duration, ready: impl FnMut() -> bool) -> bool {
+        crate::proc::wait_until(timeout, Duration::from_millis(200), ready)
     }
 
     /// The last lines of every service's log, for failure messages.
