@@ -138,7 +138,8 @@ pub struct RollbackArgs {
     #[arg(required_unless_present = "previous", conflicts_with = "previous")]
     pub name: Option<String>,
 
-    /// Restore the newest verified set, or undo an interrupted run
+    /// Go back to the previous version: the newest verified set of another app version than the one
+    /// running (the newest set if there is none), or finish or undo an interrupted run
     #[arg(long)]
     pub previous: bool,
 

@@ -480,7 +480,12 @@ async fn choose_set(
     } else {
         VerifyLevel::Checksums
     };
-    match backup::newest_verified(cfg, level, progress).await {
+    let running = if cli::components(&args.components).app {
+        hooks::current_app_version(cfg).await
+    } else {
+        None
+    };
+    match backup::newest_verified(cfg, level, running.as_deref(), progress).await {
         Ok((set, skipped)) => {
             for report in skipped {
                 output::stderr_line(&format!(
@@ -488,6 +493,15 @@ async fn choose_set(
                     report.name,
                     report.summary()
                 ));
+            }
+            let version = set.manifest().and_then(|m| m.app_version.clone());
+            if let (Some(running), Some(version)) = (&running, &version) {
+                if running != version {
+                    output::stderr_line(&format!(
+                        "the services run {running}: --previous goes back to {version} with `{}` (name a newer set of {running} to restore only its data)",
+                        set.name
+                    ));
+                }
             }
             Ok((set.name, None))
         }

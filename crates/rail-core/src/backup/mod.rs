@@ -1060,17 +1060,28 @@ pub const PRE_ROLLBACK_REASON: &str = "pre-rollback";
 
 /// The newest complete set that passes verification at `level`, with the reports of those that did not.
 /// Safety copies taken before a rollback are passed over: restoring one would undo that rollback, which
-/// is never what "the previous version" means.
+/// is never what "the previous version" means. So are, while an older set of another app version
+/// verifies, the sets of `running` (the app version the services run now): after a deploy that failed
+/// and was rolled back by itself, the newest set is the running version's own, and restoring it would
+/// only throw away the writes since, not go back a version.
 pub async fn newest_verified(
     cfg: &Config,
     level: VerifyLevel,
+    running: Option<&str>,
     progress: &dyn Progress,
 ) -> Result<(BackupSet, Vec<VerifyReport>), BackupError> {
     let mut failed = Vec::new();
-    let candidates = list(cfg)?.into_iter().filter(|e| {
-        e.status == SetStatus::Complete
-            && !e.manifest.as_ref().is_some_and(|m| m.reason.starts_with(PRE_ROLLBACK_REASON))
-    });
+    let (mut candidates, same): (Vec<_>, Vec<_>) = list(cfg)?
+        .into_iter()
+        .filter(|e| {
+            e.status == SetStatus::Complete
+                && !e.manifest.as_ref().is_some_and(|m| m.reason.starts_with(PRE_ROLLBACK_REASON))
+        })
+        .partition(|e| {
+            running.is_none()
+                || e.manifest.as_ref().and_then(|m| m.app_version.as_deref()) != running
+        });
+    candidates.extend(same);
     for entry in candidates {
         let report = verify(cfg, &entry.name, level, progress).await?;
         if report.ok() {

@@ -364,22 +364,19 @@ fn deploy_and_rollback_drive_the_compose_stack() {
     let front = http_get(&format!("{}/", stack.app_url())).expect("GET /");
     assert_eq!(front.status, 200, "nginx proxies again");
 
-    // rollback --previous: the newest set is the one v3-broken's deploy took (v2); restore the one the
-    // v2 deploy took, by name, back to v1 — then --previous brings v2 back.
+    // rollback --previous: the newest set is the one v3-broken's deploy took, of v2, the version the
+    // services run; --previous passes over it to the set the v2 deploy took, of v1.
     let list = tool(&stack, "rollback", &["list", "--format", "json"]).run();
     list.assert_success();
     let sets = list.json();
-    let v1_set = sets
+    let versions: Vec<&str> = sets
         .as_array()
-        .and_then(|sets| {
-            sets.iter()
-                .find(|s| s["manifest"]["app_version"] == "v1")
-                .and_then(|s| s["name"].as_str())
-        })
-        .unwrap_or_else(|| panic!("a set of v1 in {sets:#}"))
-        .to_owned();
-    let out = tool(&stack, "rollback", &["rollback", &v1_set, "--yes"]).run();
-    assert_eq!(out.code, Some(0), "rollback {v1_set}\n{}", out.describe());
+        .map(|sets| sets.iter().filter_map(|s| s["manifest"]["app_version"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(versions.first(), Some(&"v2"), "the newest set is v2's: {sets:#}");
+    let out = tool(&stack, "rollback", &["rollback", "--previous", "--yes"]).run();
+    assert_eq!(out.code, Some(0), "rollback --previous\n{}", out.describe());
+    assert!(all_output(&out).contains("goes back to v1"), "{}", out.describe());
     assert_eq!(stack.image("web"), "rail-demo:v1");
     assert!(!has_stock_column(&stack));
     crate::support::assert_same_state(&state(&stack), &v1_state, "after the rollback to v1");

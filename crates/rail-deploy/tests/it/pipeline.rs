@@ -162,4 +162,15 @@ fn deploy_v3_broken_fails_in_its_migration_and_rolls_back_to_v2() {
     assert_eq!(note["app_version_from"], "v2", "{note:#}");
     assert_eq!(note["app_version_to"], "v3-broken", "{note:#}");
     w.assert_no_secret(&all_output(&out), "deploy's output");
+
+    // The newest set is the one v3-broken's deploy took, of v2, which runs: `rollback --previous`
+    // goes back a version, to the set the v2 deploy took.
+    let mut rollback = rail_testkit::cmd(rail_testkit::bin("rollback"));
+    rollback.arg("--config").arg(World::config()).args(["rollback", "--previous", "--yes"]);
+    let back = rollback.envs(w.deploy_env()).timeout(Duration::from_secs(300)).run();
+    back.assert_success();
+    assert!(all_output(&back).contains("goes back to v1"), "{}", back.describe());
+    assert_eq!(w.served_release().as_deref(), Some("v1"));
+    assert!(!w.has_stock_column(), "v1's schema");
+    assert_eq!(w.health_status(), Some(200));
 }
