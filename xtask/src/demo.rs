@@ -50,15 +50,17 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let docker = engine == stack::EngineKind::Docker;
     build_tools(root)?;
 
+    // The backups and schema versions of an earlier demo: it starts over from v1.
+    let leftovers = if docker {
+        [layout.stack.join("compose-backups"), layout.stack.join("compose-schema_versions")]
+    } else {
+        [layout.backups.clone(), layout.stack.join("schema_versions")]
+    };
+    for leftover in leftovers.iter().filter(|l| l.exists()) {
+        fs::remove_dir_all(leftover)?;
+    }
     let env = if docker {
         util::stdout_line("== the compose stack, started over from release v1");
-        for leftover in
-            [layout.stack.join("compose-backups"), layout.stack.join("compose-schema_versions")]
-        {
-            if leftover.exists() {
-                fs::remove_dir_all(&leftover)?;
-            }
-        }
         let engine = stack::docker::engine_up(&layout)?;
         if stack::docker::compose_running(root, &engine) {
             stack::docker::compose_down(root, &engine)?;
@@ -67,11 +69,6 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     } else {
         util::stdout_line("== the local stack, started over from release v1");
         stack::forget_setup(&layout)?;
-        for leftover in [layout.backups.clone(), layout.stack.join("schema_versions")] {
-            if leftover.exists() {
-                fs::remove_dir_all(&leftover)?;
-            }
-        }
         let _ = fs::remove_file(&layout.maintenance_flag);
         let env = stack::up(&layout)?;
         for version in ["v2", "v3-broken", "v4"] {

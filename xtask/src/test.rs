@@ -26,27 +26,19 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
     let engine = stack::docker::engine_up(&layout)?;
     let base = {
-        let (root, engine) = (root.to_owned(), stack::docker::Engine::new(&layout));
+        let (root, engine) = (root.to_owned(), engine.clone());
         std::thread::spawn(move || stack::docker::build_base_images(&root, &engine))
     };
     crate::demo::build_tools(root)?;
     let images = {
-        let (root, engine) = (root.to_owned(), stack::docker::Engine::new(&layout));
+        let (root, engine) = (root.to_owned(), engine.clone());
         std::thread::spawn(move || -> Result<()> {
             base.join().map_err(|_| anyhow::anyhow!("the image build panicked"))??;
             stack::docker::build_app_images(&root, &engine, &root.join("target").join("debug"))
         })
     };
-    let mut build = util::command(cargo());
-    if nextest {
-        build.args(["nextest", "run", "--no-run"]);
-    } else {
-        build.args(["test", "--no-run"]);
-    }
-    if !narrowed(&args) {
-        build.arg("--workspace");
-    }
-    build.args(build_args(&args));
+    let mut build = test_command(nextest, &args);
+    build.arg("--no-run").args(build_args(&args));
     let compiled = util::run(build.current_dir(root)).context("building the tests");
     images.join().map_err(|_| anyhow::anyhow!("the image build panicked"))??;
     compiled?;
@@ -55,22 +47,30 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         started.elapsed().as_secs_f64()
     ));
     stack::record_engine(root, &layout, &engine)?;
-    let mut cmd = util::command(cargo());
+    if !nextest {
+        util::stdout_line("cargo-nextest is not installed: running `cargo test` instead");
+    }
+    let mut cmd = test_command(nextest, &args);
     if full {
         cmd.env("RAIL_TEST_FULL", "1");
-    }
-    if nextest {
-        cmd.args(["nextest", "run"]);
-    } else {
-        util::stdout_line("cargo-nextest is not installed: running `cargo test` instead");
-        cmd.arg("test");
-    }
-    if !narrowed(&args) {
-        cmd.arg("--workspace");
     }
     cmd.args(&args).current_dir(root);
     util::stdout_line(&format!("$ {}", util::display(&cmd)));
     util::run(&mut cmd).context("tests failed")
+}
+
+/// `cargo nextest run` (or `cargo test`), over the workspace unless `args` name packages.
+fn test_command(nextest: bool, args: &[String]) -> std::process::Command {
+    let mut cmd = util::command(cargo());
+    if nextest {
+        cmd.args(["nextest", "run"]);
+    } else {
+        cmd.arg("test");
+    }
+    if !narrowed(args) {
+        cmd.arg("--workspace");
+    }
+    cmd
 }
 
 /// `-p crate` narrows the run; with `--workspace` beside it cargo would still build everything.
@@ -82,7 +82,7 @@ fn narrowed(args: &[String]) -> bool {
 /// The arguments of a test run that choose what is built: the packages, the profile, cargo's own.
 fn build_args(args: &[String]) -> Vec<String> {
     let mut kept = Vec::new();
-    let mut iter = args.iter().peekable();
+    let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         let takes_value = arg == "-p" || arg == "--package" || arg == "--cargo-profile";
         if takes_value {

@@ -123,7 +123,7 @@ async fn restore_run(
     }
 
     // Which set.
-    let (name, resolution) = choose_set(ctx, args, dead, run, &*progress).await?;
+    let (name, resolution) = choose_set(ctx, args, components, dead, run, &*progress).await?;
     state.backup = Some(name.clone());
     run.journal.step_begin("resolve")?;
     run.journal.step_end("resolve", journal::StepOutcome::Ok, json!({ "backup": name }))?;
@@ -413,10 +413,12 @@ async fn put_back_in_place(
 }
 
 /// Pick the set: the named one; with `--previous`, the set a dead run was restoring (to finish it) or the
-/// backup a dead deploy took (to undo it), else the newest set that verifies.
+/// backup a dead deploy took (to undo it), else the newest set that verifies, of another version than
+/// the running one when `components` restores the app (see [`backup::newest_verified`]).
 async fn choose_set(
     ctx: &Ctx,
     args: &RollbackArgs,
+    components: Components,
     dead: &[JournalState],
     run: &Run,
     progress: &dyn Progress,
@@ -480,11 +482,7 @@ async fn choose_set(
     } else {
         VerifyLevel::Checksums
     };
-    let running = if cli::components(&args.components).app {
-        hooks::current_app_version(cfg).await
-    } else {
-        None
-    };
+    let running = if components.app { hooks::current_app_version(cfg).await } else { None };
     match backup::newest_verified(cfg, level, running.as_deref(), progress).await {
         Ok((set, skipped)) => {
             for report in skipped {

@@ -34,6 +34,7 @@ pub(crate) const RELEASES: [&str; 4] = ["v1", "v2", "v3-broken", "v4"];
 const BINARIES: [&str; 4] = ["deploy", "rollback", "healthcheck", "schemaver"];
 
 /// Where the engine lives.
+#[derive(Clone)]
 pub(crate) struct Engine {
     pub(crate) dir: PathBuf,
     pub(crate) data_root: PathBuf,

@@ -299,13 +299,6 @@ pub(crate) fn up(layout: &Layout) -> Result<EnvFile> {
     Ok(env)
 }
 
-/// The engine and its images, recorded in the env file (what the tests need; no compose stack).
-pub(crate) fn up_engine(root: &Path, layout: &Layout, binaries: &Path) -> Result<EnvFile> {
-    let engine = docker::engine_up(layout)?;
-    docker::build_images(root, &engine, binaries)?;
-    record_engine(root, layout, &engine)
-}
-
 /// Writes how to reach the engine into the stack's env file.
 pub(crate) fn record_engine(
     root: &Path,
@@ -322,8 +315,9 @@ pub(crate) fn record_engine(
 pub(crate) fn up_docker(root: &Path, layout: &Layout, release: &str) -> Result<EnvFile> {
     fs::create_dir_all(&layout.stack)?;
     crate::demo::build_tools(root)?;
-    let mut env = up_engine(root, layout, &root.join("target/debug"))?;
-    let engine = docker::Engine::new(layout);
+    let engine = docker::engine_up(layout)?;
+    docker::build_images(root, &engine, &root.join("target/debug"))?;
+    let mut env = record_engine(root, layout, &engine)?;
     let running = docker::compose_running(root, &engine);
     let settings = docker::ComposeSettings::choose(&env, running)?;
     settings.describe(docker::PROJECT, &mut env);
